@@ -1,0 +1,376 @@
+"""ModelDeployment: a self-hosted model served by vLLM or NVIDIA NIM on GPUs."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from pydantic import Field, model_validator
+
+from .common import (
+    AGE_COLUMN,
+    API_VERSION,
+    ApiModel,
+    Condition,
+    DataClassification,
+    Finding,
+    ObjectMeta,
+    Rule,
+    SecretKeyRef,
+    cel_rules,
+)
+
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"
+MODEL_SOURCE = r"^(hf|s3|pvc|ngc)://[^\s]+$"
+
+REPLICAS_XOR_AUTOSCALING = Rule(
+    "!(has(self.replicas) && has(self.autoscaling))",
+    "replicas and autoscaling are exclusive: set one of them",
+    ".autoscaling",
+)
+NGC_NEEDS_NIM = Rule(
+    "!self.model.source.startsWith('ngc://') || self.engine == 'nim'",
+    "model.source: ngc:// sources need engine: nim",
+    ".model.source",
+)
+NIM_NOT_HF = Rule(
+    "self.engine != 'nim' || !self.model.source.startsWith('hf://')",
+    "model.source: NIM serves ngc://, s3:// or pvc:// sources, not hf://",
+    ".model.source",
+)
+MIN_LE_MAX = Rule(
+    "!has(self.minReplicas) || self.minReplicas <= self.maxReplicas",
+    "minReplicas must not exceed maxReplicas",
+    ".minReplicas",
+)
+
+
+class Engine(StrEnum):
+    VLLM = "vllm"
+    NIM = "nim"
+
+
+class Dtype(StrEnum):
+    BFLOAT16 = "bfloat16"
+    FLOAT16 = "float16"
+    FLOAT32 = "float32"
+
+
+class Quantization(StrEnum):
+    AWQ = "awq"
+    GPTQ = "gptq"
+    FP8 = "fp8"
+    MXFP4 = "mxfp4"
+
+
+class KvCacheDtype(StrEnum):
+    AUTO = "auto"
+    FP8 = "fp8"
+
+
+class SourceScheme(StrEnum):
+    HF = "hf"
+    S3 = "s3"
+    PVC = "pvc"
+    NGC = "ngc"
+
+
+class ModelArchitecture(ApiModel):
+    """Shape of a model not in the built-in catalog, from its config.json."""
+
+    parameters: int = Field(description="Total parameter count, e.g. 8030261248.", ge=1)
+    layers: int = Field(description="num_hidden_layers.", ge=1)
+    attention_heads: int = Field(description="num_attention_heads.", ge=1)
+    kv_heads: int = Field(description="num_key_value_heads (equal to attentionHeads without GQA).", ge=1)
+    head_dim: int = Field(description="Dimension of one attention head.", ge=1)
+    max_position_embeddings: int | None = Field(
+        default=None, description="Longest context the model supports.", ge=1
+    )
+
+
+class ModelSpec(ApiModel):
+    """Which model to serve and where its weights come from."""
+
+    name: str = Field(
+        description="Name clients request (vLLM --served-model-name), e.g. llama-3.1-8b-instruct.",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$",
+    )
+    source: str = Field(
+        description=(
+            "Where the weights come from: hf://ORG/NAME (Hugging Face), s3://BUCKET/PREFIX (through the "
+            "pod's IRSA identity), ngc://nim/ORG/NAME[:TAG] (NVIDIA NGC, for NIM) or pvc://CLAIM[/PATH] "
+            "(an existing claim, for air-gapped clusters)."
+        ),
+        max_length=512,
+        pattern=MODEL_SOURCE,
+    )
+    revision: str | None = Field(
+        default=None,
+        description="Pinned revision (commit hash or tag). Unpinned models are flagged by the audit.",
+        max_length=128,
+    )
+    credentials_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the Hugging Face or NGC token. Never copied."
+    )
+    architecture: ModelArchitecture | None = Field(
+        default=None, description="Model shape for the capacity plan; known models come from the catalog."
+    )
+
+    @property
+    def scheme(self) -> SourceScheme:
+        return SourceScheme(self.source.split("://", 1)[0])
+
+    @property
+    def location(self) -> str:
+        """The source without its scheme, e.g. meta-llama/Llama-3.1-8B-Instruct."""
+        return self.source.split("://", 1)[1]
+
+
+class GpuSpec(ApiModel):
+    """The GPUs each replica runs on."""
+
+    type: str = Field(
+        description="GPU type, e.g. nvidia-h100-80gb; selects nodes by their nvidia.com/gpu.product label.",
+        max_length=64,
+        pattern=r"^[a-z0-9][a-z0-9-]*$",
+    )
+    count: int | None = Field(
+        default=None,
+        description="GPUs per replica (the tensor-parallel size). Leave unset to let the planner choose.",
+        json_schema_extra={"enum": [1, 2, 4, 8]},
+    )
+
+    @model_validator(mode="after")
+    def _count_is_tp_size(self) -> GpuSpec:
+        if self.count is not None and self.count not in (1, 2, 4, 8):
+            raise ValueError(f"count: must be 1, 2, 4 or 8, got {self.count}")
+        return self
+
+
+class ServingSpec(ApiModel):
+    """Engine settings that decide memory use."""
+
+    max_model_len: int = Field(
+        default=8192, description="Longest sequence (prompt + output) in tokens.", ge=128, le=1048576
+    )
+    dtype: Dtype = Field(default=Dtype.BFLOAT16, description="Dtype of weights and activations.")
+    quantization: Quantization | None = Field(
+        default=None, description="Weight quantization of the checkpoint (awq, gptq, fp8, mxfp4)."
+    )
+    kv_cache_dtype: KvCacheDtype = Field(
+        default=KvCacheDtype.AUTO, description="KV-cache dtype: auto (as dtype) or fp8."
+    )
+    gpu_memory_utilization: float = Field(
+        default=0.9, description="Fraction of each GPU's memory the engine may use.", ge=0.5, le=0.98
+    )
+    extra_args: list[str] = Field(
+        default_factory=list,
+        description="Extra engine arguments, appended as given.",
+        max_length=64,
+    )
+
+
+class Autoscaling(ApiModel):
+    """Horizontal autoscaling on the engine's in-flight requests (needs a Prometheus metrics adapter)."""
+
+    model_config = cel_rules(MIN_LE_MAX)
+
+    min_replicas: int = Field(default=1, description="Fewest replicas.", ge=1, le=1000)
+    max_replicas: int = Field(description="Most replicas.", ge=1, le=1000)
+    target_in_flight_requests: int = Field(
+        default=16, description="Average in-flight requests per replica to aim for.", ge=1, le=100000
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"{MIN_LE_MAX.message} ({self.min_replicas} > {self.max_replicas})")
+        return self
+
+
+class CacheSpec(ApiModel):
+    """The PersistentVolumeClaim holding the weights, downloaded once and shared by every replica."""
+
+    storage_class_name: str | None = Field(
+        default=None, description="StorageClass of the cache claim; the cluster default when unset."
+    )
+    size: str | None = Field(
+        default=None,
+        description="Claim size as a quantity (e.g. 200Gi); from the plan when unset.",
+        pattern=QUANTITY,
+    )
+
+
+class Toleration(ApiModel):
+    """A Kubernetes toleration."""
+
+    key: str | None = Field(default=None, description="Taint key.")
+    operator: str | None = Field(
+        default=None, description="Exists or Equal.", json_schema_extra={"enum": ["Exists", "Equal"]}
+    )
+    value: str | None = Field(default=None, description="Taint value.")
+    effect: str | None = Field(
+        default=None,
+        description="NoSchedule, PreferNoSchedule or NoExecute.",
+        json_schema_extra={"enum": ["NoSchedule", "PreferNoSchedule", "NoExecute"]},
+    )
+    toleration_seconds: int | None = Field(default=None, description="For NoExecute: how long to stay.")
+
+
+class SchedulingSpec(ApiModel):
+    """Where serving pods may run, beyond the GPU product selector modelyard adds."""
+
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Extra node labels to require.")
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Extra tolerations.", max_length=32
+    )
+    priority_class_name: str | None = Field(default=None, description="PriorityClass of serving pods.")
+
+
+class LabelSelector(ApiModel):
+    """Labels to match."""
+
+    match_labels: dict[str, str] = Field(default_factory=dict, description="Labels that must all match.")
+
+
+class NetworkPeer(ApiModel):
+    """Pods allowed to call the model server: pods matching podSelector in namespaces matching
+    namespaceSelector (this namespace when namespaceSelector is unset)."""
+
+    namespace_selector: LabelSelector | None = Field(default=None, description="Namespaces to allow.")
+    pod_selector: LabelSelector | None = Field(default=None, description="Pods to allow.")
+
+
+class NetworkSpec(ApiModel):
+    """Who may reach the model server besides modelyard gateways."""
+
+    allow_from: list[NetworkPeer] = Field(
+        default_factory=list, description="Extra ingress peers.", max_length=32
+    )
+
+
+class ModelDeploymentSpec(ApiModel):
+    """A model served on GPUs."""
+
+    model_config = cel_rules(REPLICAS_XOR_AUTOSCALING, NGC_NEEDS_NIM, NIM_NOT_HF)
+
+    engine: Engine = Field(default=Engine.VLLM, description="Inference engine: vllm or nim.")
+    image: str | None = Field(
+        default=None,
+        description="Engine image; a pinned vllm/vllm-openai, or the model's nvcr.io/nim image for NIM.",
+        max_length=512,
+    )
+    model: ModelSpec = Field(description="The model to serve.")
+    gpu: GpuSpec = Field(description="GPUs per replica.")
+    serving: ServingSpec = Field(default_factory=ServingSpec, description="Engine memory settings.")
+    replicas: int | None = Field(
+        default=None,
+        description="Fixed replica count (default 1). Exclusive with autoscaling.",
+        ge=0,
+        le=1000,
+    )
+    autoscaling: Autoscaling | None = Field(default=None, description="Autoscaling; exclusive with replicas.")
+    cache: CacheSpec = Field(default_factory=CacheSpec, description="Weight cache claim.")
+    scheduling: SchedulingSpec = Field(default_factory=SchedulingSpec, description="Pod placement.")
+    network: NetworkSpec = Field(default_factory=NetworkSpec, description="Ingress allowed to the server.")
+    data_classification: DataClassification = Field(
+        default=DataClassification.RESTRICTED,
+        description="The highest class of data this backend may receive (public < internal < "
+        "confidential < restricted).",
+    )
+
+    @model_validator(mode="after")
+    def _cross_fields(self) -> ModelDeploymentSpec:
+        if self.replicas is not None and self.autoscaling is not None:
+            raise ValueError(REPLICAS_XOR_AUTOSCALING.message)
+        if self.model.scheme is SourceScheme.NGC and self.engine is not Engine.NIM:
+            raise ValueError(NGC_NEEDS_NIM.message)
+        if self.engine is Engine.NIM and self.model.scheme is SourceScheme.HF:
+            raise ValueError(NIM_NOT_HF.message)
+        return self
+
+    @property
+    def desired_replicas(self) -> int:
+        if self.autoscaling is not None:
+            return self.autoscaling.min_replicas
+        return 1 if self.replicas is None else self.replicas
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    DOWNLOADING = "Downloading"
+    DEPLOYING = "Deploying"
+    READY = "Ready"
+    FAILED = "Failed"
+
+
+class PlanStatus(ApiModel):
+    """The capacity plan: how the model fits its GPUs."""
+
+    tensor_parallel_size: int = Field(description="Tensor-parallel size (GPUs one replica spans).")
+    gpus_per_replica: int = Field(description="GPUs requested by each replica.")
+    weights_gib: float = Field(alias="weightsGiB", description="Weight memory of the whole model, GiB.")
+    kv_cache_gib_per_sequence: float = Field(
+        alias="kvCacheGiBPerSequence", description="KV cache of one maxModelLen sequence, GiB."
+    )
+    max_concurrent_sequences: int = Field(description="Full-length sequences that fit at once.")
+    usable_gib_per_gpu: float | None = Field(
+        default=None, alias="usableGiBPerGPU", description="Memory the engine may use per GPU, GiB."
+    )
+
+
+class ModelDeploymentStatus(ApiModel):
+    """Observed state, written by the operator."""
+
+    observed_generation: int | None = Field(default=None, description="Generation this status is for.")
+    phase: Phase | None = Field(default=None, description="Pending, Downloading, Deploying, Ready or Failed.")
+    replicas: int | None = Field(default=None, description="Serving pods that exist.")
+    ready_replicas: int | None = Field(default=None, description="Serving pods that are ready.")
+    endpoint: str | None = Field(default=None, description="In-cluster OpenAI-compatible base URL.")
+    plan: PlanStatus | None = Field(default=None, description="The capacity plan.")
+    findings: list[Finding] = Field(default_factory=list, description="Security findings.")
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Planned, ModelCached, Available and Ready."
+    )
+
+
+class ModelDeployment(ApiModel):
+    """A self-hosted model served by vLLM or NVIDIA NIM on GPUs, with a capacity plan, weight cache,
+    probes, autoscaling and a NetworkPolicy."""
+
+    KIND: ClassVar[str] = "ModelDeployment"
+    PLURAL: ClassVar[str] = "modeldeployments"
+    SHORT_NAMES: ClassVar[list[str]] = ["mdep"]
+    PRINTER_COLUMNS: ClassVar[list[dict[str, Any]]] = [
+        {"name": "Engine", "type": "string", "jsonPath": ".spec.engine"},
+        {"name": "Model", "type": "string", "jsonPath": ".spec.model.name"},
+        {"name": "GPU", "type": "string", "jsonPath": ".spec.gpu.type"},
+        {
+            "name": "GPUs",
+            "type": "integer",
+            "jsonPath": ".status.plan.gpusPerReplica",
+            "description": "GPUs per replica, from the capacity plan.",
+        },
+        {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas"},
+        {
+            "name": "Ready",
+            "type": "integer",
+            "jsonPath": ".status.readyReplicas",
+            "description": "Serving replicas that are ready.",
+        },
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint", "priority": 1},
+        AGE_COLUMN,
+    ]
+
+    api_version: str = Field(default=API_VERSION)
+    kind: str = Field(default="ModelDeployment")
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: ModelDeploymentSpec
+    status: ModelDeploymentStatus | None = None
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> ModelDeployment:
+        return cls.model_validate(dict(body))
