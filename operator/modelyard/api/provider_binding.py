@@ -167,7 +167,8 @@ class AzureOpenAISpec(ApiModel):
         pattern=r"^https://[a-z0-9.-]+(:[0-9]+)?/?$",
     )
     resource_id: str = Field(
-        description="ARM id of the account: /subscriptions/.../providers/Microsoft.CognitiveServices/accounts/NAME.",
+        description="ARM id of the account: "
+        "/subscriptions/.../providers/Microsoft.CognitiveServices/accounts/NAME.",
         max_length=1024,
         pattern=r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.CognitiveServices/accounts/[^/]+$",
     )

@@ -31,7 +31,8 @@ MODEL_WITH_PROVIDER = Rule(
     ".model",
 )
 WEIGHTS_WITH_WEIGHTED = Rule(
-    "self.strategy == 'weighted' ? self.backends.all(b, has(b.weight)) : self.backends.all(b, !has(b.weight))",
+    "self.strategy == 'weighted' ? self.backends.all(b, has(b.weight))"
+    " : self.backends.all(b, !has(b.weight))",
     "backends: the weighted strategy needs a weight on every backend, and weights need the weighted strategy",
     ".backends",
 )
