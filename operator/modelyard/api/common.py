@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.alias_generators import to_camel
 
 GROUP = "modelyard.dev"
@@ -150,4 +150,5 @@ class Rule:
 
 def cel_rules(*rules: Rule) -> ConfigDict:
     """Model config that puts ``rules`` into the model's JSON schema as x-kubernetes-validations."""
-    return ConfigDict(json_schema_extra={"x-kubernetes-validations": [r.to_schema() for r in rules]})
+    validations: list[JsonValue] = [dict(r.to_schema()) for r in rules]
+    return ConfigDict(json_schema_extra={"x-kubernetes-validations": validations})

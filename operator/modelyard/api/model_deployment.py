@@ -117,6 +117,13 @@ class ModelSpec(ApiModel):
     architecture: ModelArchitecture | None = Field(
         default=None, description="Model shape for the capacity plan; known models come from the catalog."
     )
+    role_arn: str | None = Field(
+        default=None,
+        description="For s3:// sources: the IAM role (IRSA) the download Job uses, annotated on the "
+        "model's ServiceAccount.",
+        max_length=2048,
+        pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$",
+    )
 
     @property
     def scheme(self) -> SourceScheme:
@@ -190,6 +197,11 @@ class Autoscaling(ApiModel):
         return self
 
 
+class AccessMode(StrEnum):
+    READ_WRITE_ONCE = "ReadWriteOnce"
+    READ_WRITE_MANY = "ReadWriteMany"
+
+
 class CacheSpec(ApiModel):
     """The PersistentVolumeClaim holding the weights, downloaded once and shared by every replica."""
 
@@ -200,6 +212,11 @@ class CacheSpec(ApiModel):
         default=None,
         description="Claim size as a quantity (e.g. 200Gi); from the plan when unset.",
         pattern=QUANTITY,
+    )
+    access_mode: AccessMode | None = Field(
+        default=None,
+        description="ReadWriteOnce or ReadWriteMany; unset means ReadWriteMany when more than one replica "
+        "may run (replicas span nodes), else ReadWriteOnce.",
     )
 
 
@@ -262,6 +279,11 @@ class ModelDeploymentSpec(ApiModel):
         description="Engine image; a pinned vllm/vllm-openai, or the model's nvcr.io/nim image for NIM.",
         max_length=512,
     )
+    image_pull_secrets: list[str] = Field(
+        default_factory=list,
+        description="Secrets for pulling the engine image (nvcr.io needs one for NIM).",
+        max_length=8,
+    )
     model: ModelSpec = Field(description="The model to serve.")
     gpu: GpuSpec = Field(description="GPUs per replica.")
     serving: ServingSpec = Field(default_factory=ServingSpec, description="Engine memory settings.")
@@ -296,6 +318,11 @@ class ModelDeploymentSpec(ApiModel):
         if self.autoscaling is not None:
             return self.autoscaling.min_replicas
         return 1 if self.replicas is None else self.replicas
+
+    @property
+    def max_replicas(self) -> int:
+        """The most replicas that may run at once (autoscaling's ceiling, or the fixed count)."""
+        return self.autoscaling.max_replicas if self.autoscaling is not None else self.desired_replicas
 
 
 class Phase(StrEnum):

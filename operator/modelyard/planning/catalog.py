@@ -54,7 +54,7 @@ class ModelArch:
     embeddings, biases) in bf16, and vLLM loads them as they are. ``native_quantization`` names that format
     and ``native_quantized_parameters`` counts the parameters stored in it, so the planner charges exactly
     what is loaded (12.8 GiB for gpt-oss-20b, 60.8 GiB for gpt-oss-120b, the model card's checkpoint sizes)
-    instead of ``parameters x 2`` bytes, which would overstate them by 3x.
+    instead of ``parameters x 2`` bytes, which would overstate them 3 to 3.6 times.
     """
 
     hf_id: str  #: Hugging Face repository id, e.g. ``meta-llama/Llama-3.1-8B-Instruct``
@@ -152,7 +152,8 @@ MODELS: dict[str, ModelArch] = {
                 aliases=("deepseek-r1-distill-llama-70b",)),
         ModelArch(
             hf_id="mistralai/Mistral-7B-Instruct-v0.3", parameters=7_248_023_552, layers=32,
-            attention_heads=32, kv_heads=8, head_dim=128, max_position_embeddings=32768, hidden_size=4096, vocab_size=32768,
+            attention_heads=32, kv_heads=8, head_dim=128, max_position_embeddings=32768, hidden_size=4096,
+            vocab_size=32768,
             nim_image="nvcr.io/nim/mistralai/mistral-7b-instruct-v03", aliases=("mistral-7b-instruct-v0.3",),
         ),
         ModelArch(  # 8 experts of 3 x 4096 x 14336 per layer; all experts are resident in memory

@@ -1,0 +1,375 @@
+"""The capacity planner: proves a model fits its GPUs before a pod is scheduled. Pure functions, no I/O.
+
+The model of GPU memory follows what vLLM does at start-up (``gpu_memory_utilization`` x GPU memory is the
+budget; weights, then activations and CUDA graphs, and whatever is left becomes the paged KV cache, which must
+hold at least one full ``max_model_len`` sequence or the engine refuses to start)::
+
+    weights            = quantized parameters x quantized width + other parameters x dtype width
+    KV bytes per token = 2 (K and V) x layers x KV heads per GPU x head dim x KV-cache dtype width
+    need per GPU       = weights / TP + overhead + KV bytes per token x max_model_len
+    usable per GPU     = gpu_memory_utilization x GPU memory
+    TP                 = smallest of 1, 2, 4, 8 that vLLM accepts for the model and where need <= usable
+    concurrent seqs    = floor((usable - weights / TP - overhead) / KV per GPU for one sequence)
+
+Two refinements make the KV term match vLLM's own admission check: a sequence's KV is allocated in whole
+16-token blocks, and a sliding-window layer (gpt-oss alternates them) holds only
+``window - 1 + max_num_batched_tokens`` tokens plus one block, not the whole context.
+
+Everything is in bytes internally and GiB (2**30 bytes) at the edges, the unit vLLM logs and
+``nvidia.com/gpu.memory`` (MiB) converts to exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from modelyard.errors import Infeasible, UserError
+from modelyard.planning.catalog import GpuType, ModelArch
+
+GIB = 1 << 30
+TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)
+
+OVERHEAD_GIB_PER_GPU = 2.0
+"""Memory per GPU that is neither weights nor KV cache.
+
+vLLM's profiling run for 7B-70B models on one GPU logs about 0.1-0.5 GiB of non-torch memory (CUDA context,
+NCCL and custom all-reduce buffers when TP > 1) and about 1.2 GiB of peak activations (default
+``max_num_batched_tokens``), and capturing CUDA graphs takes another 0.3-0.6 GiB. 2 GiB covers the sum
+with a little margin; it is a constant, so a plan can be checked by hand.
+"""
+
+KV_CACHE_BLOCK_TOKENS = 16
+"""vLLM's default paged-attention block: a sequence's KV is allocated in whole blocks."""
+
+DTYPE_BYTES: dict[str, float] = {
+    "float32": 4,
+    "float16": 2,
+    "bfloat16": 2,
+    "fp8": 1,
+    "fp8_e4m3": 1,
+    "fp8_e5m2": 1,
+}
+"""Bytes per element of each storage type (weights or KV cache)."""
+
+SERVING_DTYPES = ("float32", "float16", "bfloat16")
+"""Types vLLM's ``--dtype`` accepts for the unquantized weights and activations."""
+
+DTYPE_ALIASES = {
+    "float": "float32", "fp32": "float32", "half": "float16", "fp16": "float16", "bf16": "bfloat16",
+}
+
+QUANTIZATION_BYTES: dict[str, float] = {
+    "awq": 0.5 + 2.5 / 128,
+    "gptq": 0.5 + 2.5 / 128,
+    "fp8": 1.0,
+    "mxfp4": 0.5 + 1 / 32,
+}
+"""Bytes per quantized parameter, scales included.
+
+- ``awq`` / ``gptq``: 4-bit weights in groups of 128, each group with an fp16 scale and a 4-bit zero point
+  (2.5 bytes / 128 weights); GPTQ's act-order index (4 bytes per input row) is below 0.1% and ignored.
+- ``fp8``: one byte per weight plus a per-tensor scale (negligible).
+- ``mxfp4``: OCP microscaling FP4, 4-bit values in blocks of 32 sharing one 8-bit exponent scale.
+
+Weight-only quantization leaves the embeddings and ``lm_head`` in the serving dtype (see
+:attr:`ModelArch.embedding_parameters`); a natively quantized model states its own quantized share.
+"""
+
+QUANTIZATION_ALIASES = {"awq_marlin": "awq", "gptq_marlin": "gptq"}
+
+
+class InvalidPlanRequest(UserError, ValueError):
+    """A request the planner cannot evaluate (bad dtype, too long a context, impossible GPU count)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A replica layout that fits, with the numbers that prove it (GiB = 2**30 bytes)."""
+
+    model: str  #: Hugging Face id
+    gpu_type: str  #: GpuType.name
+    tensor_parallel_size: int
+    gpus_per_replica: int  #: equals ``tensor_parallel_size`` (no pipeline parallelism)
+    max_model_len: int
+    dtype: str  #: serving dtype of the unquantized weights
+    quantization: str | None  #: weight quantization actually loaded (``mxfp4`` for gpt-oss)
+    kv_cache_dtype: str
+    weights_gib: float  #: the whole model
+    weights_gib_per_gpu: float
+    kv_cache_bytes_per_token: int  #: all layers, the whole replica (replicated KV heads included)
+    kv_cache_gib_per_sequence: float  #: one ``max_model_len`` sequence, the whole replica
+    kv_cache_gib_per_sequence_per_gpu: float
+    overhead_gib_per_gpu: float
+    gpu_memory_gib: float
+    gpu_memory_utilization: float
+    usable_gib_per_gpu: float
+    max_concurrent_sequences: int  #: full ``max_model_len`` sequences whose KV fits at once
+    sliding_window_layers: int = 0  #: layers that hold only ``sliding_window_tokens`` of KV per sequence
+    sliding_window_tokens: int = 0
+
+    @property
+    def needed_gib_per_gpu(self) -> float:
+        """Weights, overhead and one full sequence of KV on each GPU."""
+        return self.weights_gib_per_gpu + self.overhead_gib_per_gpu + self.kv_cache_gib_per_sequence_per_gpu
+
+    @property
+    def kv_cache_free_gib_per_gpu(self) -> float:
+        """What is left for the paged KV cache on each GPU."""
+        return self.usable_gib_per_gpu - self.weights_gib_per_gpu - self.overhead_gib_per_gpu
+
+    def to_status(self) -> dict[str, int | float]:
+        """The ``status.plan`` block of a ModelDeployment (GiB rounded to 2 decimals)."""
+        return {
+            "tensorParallelSize": self.tensor_parallel_size,
+            "gpusPerReplica": self.gpus_per_replica,
+            "weightsGiB": round(self.weights_gib, 2),
+            "kvCacheGiBPerSequence": round(self.kv_cache_gib_per_sequence, 2),
+            "maxConcurrentSequences": self.max_concurrent_sequences,
+        }
+
+
+def resolve_dtype(dtype: str, arch: ModelArch) -> str:
+    """Canonical serving dtype; ``auto`` means the dtype the weights were published in."""
+    name = dtype.strip().lower()
+    name = arch.default_dtype if name == "auto" else DTYPE_ALIASES.get(name, name)
+    if name not in SERVING_DTYPES:
+        hint = " (FP8 weights are `quantization: fp8`)" if name.startswith("fp8") else ""
+        raise InvalidPlanRequest(f"dtype {dtype!r} is not one of auto, {', '.join(SERVING_DTYPES)}{hint}")
+    return name
+
+
+def resolve_quantization(quantization: str | None, arch: ModelArch) -> str | None:
+    """Canonical quantization; a natively quantized model is always loaded in its own format."""
+    name = None if quantization is None else quantization.strip().lower()
+    name = QUANTIZATION_ALIASES.get(name, name) if name else None
+    if arch.native_quantization is not None:
+        if name not in (None, arch.native_quantization):
+            raise InvalidPlanRequest(f"{arch.hf_id} ships {arch.native_quantization} weights; quantization "
+                                     f"{quantization!r} does not apply (leave it empty)")
+        return arch.native_quantization
+    if name is None:
+        return None
+    if name not in QUANTIZATION_BYTES or name == "mxfp4":
+        choices = ", ".join(q for q in QUANTIZATION_BYTES if q != "mxfp4")
+        raise InvalidPlanRequest(f"quantization {quantization!r} is not one of {choices} for {arch.hf_id}")
+    return name
+
+
+def resolve_kv_cache_dtype(kv_cache_dtype: str, serving_dtype: str) -> str:
+    """``auto`` stores the KV cache in the serving dtype; ``fp8`` (e4m3/e5m2) halves it against bf16."""
+    name = kv_cache_dtype.strip().lower()
+    name = serving_dtype if name == "auto" else DTYPE_ALIASES.get(name, name)
+    if name not in DTYPE_BYTES:
+        choices = ", ".join(DTYPE_BYTES)
+        raise InvalidPlanRequest(f"kv cache dtype {kv_cache_dtype!r} is not one of auto, {choices}")
+    return name
+
+
+def weight_bytes(arch: ModelArch, dtype: str, quantization: str | None) -> float:
+    """Bytes of weights actually loaded: quantized parameters at their width, the rest at ``dtype``.
+
+    Which parameters are quantized: a natively quantized checkpoint says so itself
+    (``native_quantized_parameters``); weight-only AWQ/GPTQ/FP8 quantize every linear layer and keep the
+    embeddings and ``lm_head`` in the serving dtype. Norm weights are counted as quantized (< 0.01%).
+    """
+    if quantization is None:
+        return arch.parameters * DTYPE_BYTES[dtype]
+    quantized = arch.native_quantized_parameters if arch.native_quantization else (
+        arch.parameters - arch.embedding_parameters
+    )
+    return quantized * QUANTIZATION_BYTES[quantization] + (arch.parameters - quantized) * DTYPE_BYTES[dtype]
+
+
+def tensor_parallel_problem(arch: ModelArch, tp: int) -> str | None:
+    """Why vLLM would refuse this tensor-parallel size for the model, or None if it accepts it.
+
+    Attention heads must split evenly. KV heads must too, or (TP > KV heads) TP must be a multiple of them,
+    in which case vLLM replicates each KV head on TP / KV heads GPUs.
+    """
+    if tp not in TENSOR_PARALLEL_SIZES:
+        return f"tensor-parallel size {tp} is not one of {', '.join(map(str, TENSOR_PARALLEL_SIZES))}"
+    if arch.attention_heads % tp:
+        return f"{arch.attention_heads} attention heads of {arch.hf_id} do not split over {tp} GPUs"
+    if arch.kv_heads % tp and tp % arch.kv_heads:
+        return f"{arch.kv_heads} KV heads of {arch.hf_id} neither split over nor replicate onto {tp} GPUs"
+    return None
+
+
+def kv_heads_per_gpu(arch: ModelArch, tp: int) -> int:
+    """KV heads each GPU stores: an even share, or one replicated head once TP exceeds the KV heads."""
+    return max(1, arch.kv_heads // tp)
+
+
+def kv_bytes_per_token_per_gpu(arch: ModelArch, tp: int, kv_bytes: float) -> float:
+    """``2 (K and V) x layers x KV heads per GPU x head dim x bytes`` for one token on one GPU."""
+    return 2 * arch.layers * kv_heads_per_gpu(arch, tp) * arch.head_dim * kv_bytes
+
+
+def kv_tokens_allocated(max_model_len: int) -> int:
+    """Tokens of KV one full-attention layer holds for a full sequence: whole paged-attention blocks."""
+    return math.ceil(max_model_len / KV_CACHE_BLOCK_TOKENS) * KV_CACHE_BLOCK_TOKENS
+
+
+def max_num_batched_tokens(gpu: GpuType) -> int:
+    """vLLM's default chunked-prefill budget for its OpenAI server: 8192 on >= 70 GiB GPUs except A100."""
+    large = gpu.memory_gib >= 70 and "a100" not in gpu.product.lower()
+    return 8192 if large else 2048
+
+
+def sliding_window_tokens_allocated(window: int, max_model_len: int, batched_tokens: int) -> int:
+    """Tokens of KV a sliding-window layer holds for one sequence, as vLLM's ``SlidingWindowSpec`` reserves.
+
+    During chunked prefill the layer keeps the last ``window - 1`` tokens plus the scheduled chunk, never
+    more than ``max_model_len``, plus one block because the window need not start on a block boundary
+    (so a short ``max_model_len`` costs one block more than on a full-attention layer, as in vLLM).
+    """
+    tokens = min(window - 1 + batched_tokens, max_model_len)
+    return (math.ceil(tokens / KV_CACHE_BLOCK_TOKENS) + 1) * KV_CACHE_BLOCK_TOKENS
+
+
+def kv_bytes_per_sequence_per_gpu(
+    arch: ModelArch, tp: int, kv_bytes: float, max_model_len: int, batched_tokens: int
+) -> float:
+    """KV bytes one ``max_model_len`` sequence holds on one GPU, summed over full and sliding layers."""
+    per_layer_token = 2 * kv_heads_per_gpu(arch, tp) * arch.head_dim * kv_bytes
+    full_layers = arch.layers - arch.sliding_window_layers
+    tokens = full_layers * kv_tokens_allocated(max_model_len)
+    if arch.sliding_window is not None:
+        window = sliding_window_tokens_allocated(arch.sliding_window, max_model_len, batched_tokens)
+        tokens += arch.sliding_window_layers * window
+    return per_layer_token * tokens
+
+
+@dataclass(frozen=True, slots=True)
+class _Budget:
+    """Per-GPU bytes at one tensor-parallel size."""
+
+    tp: int
+    weights: float
+    weights_per_gpu: float
+    kv_per_sequence_per_gpu: float
+    usable: float
+    overhead: float
+
+    @property
+    def needed(self) -> float:
+        return self.weights_per_gpu + self.overhead + self.kv_per_sequence_per_gpu
+
+    @property
+    def fits(self) -> bool:
+        return self.needed <= self.usable
+
+
+def _infeasible_message(arch: ModelArch, gpu: GpuType, b: _Budget, max_model_len: int, util: float) -> str:
+    return (
+        f"{arch.hf_id} needs {b.needed / GIB:.1f} GiB per GPU at tensor-parallel size {b.tp} "
+        f"(weights {b.weights / GIB:.1f} GiB / {b.tp} + overhead {b.overhead / GIB:.1f} GiB "
+        f"+ KV for one {max_model_len}-token sequence {b.kv_per_sequence_per_gpu / GIB:.1f} GiB); "
+        f"{gpu.name} has {b.usable / GIB:.1f} GiB usable per GPU ({util:.2f} x {gpu.memory_gib:.1f} GiB)"
+    )
+
+
+def _check_request(arch: ModelArch, max_model_len: int, gpu_memory_utilization: float) -> None:
+    if max_model_len <= 0:
+        raise InvalidPlanRequest(f"maxModelLen must be positive, got {max_model_len}")
+    if max_model_len > arch.max_position_embeddings:
+        raise InvalidPlanRequest(f"maxModelLen {max_model_len} exceeds the {arch.max_position_embeddings} "
+                                 f"positions {arch.hf_id} supports")
+    if not 0 < gpu_memory_utilization <= 1:
+        raise InvalidPlanRequest(f"gpuMemoryUtilization must be in (0, 1], got {gpu_memory_utilization}")
+
+
+def plan(
+    arch: ModelArch,
+    gpu: GpuType,
+    *,
+    max_model_len: int,
+    dtype: str = "bfloat16",
+    quantization: str | None = None,
+    gpu_memory_utilization: float = 0.9,
+    gpu_count: int | None = None,
+    kv_cache_dtype: str = "auto",
+) -> Plan:
+    """Choose the smallest tensor-parallel size that fits (or check ``gpu_count``) and size the KV cache.
+
+    Raises :class:`InvalidPlanRequest` (a ``ValueError``) for a request that makes no sense, and
+    :class:`modelyard.errors.Infeasible` naming needed and usable GiB per GPU when nothing fits; without
+    ``gpu_count`` the numbers are those of the largest tensor-parallel size the model accepts.
+    """
+    _check_request(arch, max_model_len, gpu_memory_utilization)
+    serving = resolve_dtype(dtype, arch)
+    quant = resolve_quantization(quantization, arch)
+    kv_dtype = resolve_kv_cache_dtype(kv_cache_dtype, serving)
+    if gpu_count is not None and (problem := tensor_parallel_problem(arch, gpu_count)):
+        raise InvalidPlanRequest(f"gpu count {gpu_count}: {problem}")
+    sizes = [gpu_count] if gpu_count is not None else [
+        tp for tp in TENSOR_PARALLEL_SIZES if tensor_parallel_problem(arch, tp) is None
+    ]
+    weights = weight_bytes(arch, serving, quant)
+    kv_bytes, batched = DTYPE_BYTES[kv_dtype], max_num_batched_tokens(gpu)
+    budgets = [
+        _Budget(tp=tp, weights=weights, weights_per_gpu=weights / tp, overhead=OVERHEAD_GIB_PER_GPU * GIB,
+                kv_per_sequence_per_gpu=kv_bytes_per_sequence_per_gpu(
+                    arch, tp, kv_bytes, max_model_len, batched),
+                usable=gpu_memory_utilization * gpu.memory_mib * (1 << 20))
+        for tp in sizes
+    ]
+    chosen = next((b for b in budgets if b.fits), None)
+    if chosen is None:
+        raise Infeasible(_infeasible_message(arch, gpu, budgets[-1], max_model_len, gpu_memory_utilization))
+    free = chosen.usable - chosen.weights_per_gpu - chosen.overhead
+    per_token_per_gpu = kv_bytes_per_token_per_gpu(arch, chosen.tp, kv_bytes)
+    return Plan(
+        model=arch.hf_id,
+        gpu_type=gpu.name,
+        tensor_parallel_size=chosen.tp,
+        gpus_per_replica=chosen.tp,
+        max_model_len=max_model_len,
+        dtype=serving,
+        quantization=quant,
+        kv_cache_dtype=kv_dtype,
+        weights_gib=weights / GIB,
+        weights_gib_per_gpu=chosen.weights_per_gpu / GIB,
+        kv_cache_bytes_per_token=round(per_token_per_gpu * chosen.tp),
+        kv_cache_gib_per_sequence=chosen.kv_per_sequence_per_gpu * chosen.tp / GIB,
+        kv_cache_gib_per_sequence_per_gpu=chosen.kv_per_sequence_per_gpu / GIB,
+        overhead_gib_per_gpu=chosen.overhead / GIB,
+        gpu_memory_gib=gpu.memory_gib,
+        gpu_memory_utilization=gpu_memory_utilization,
+        usable_gib_per_gpu=chosen.usable / GIB,
+        max_concurrent_sequences=math.floor(free / chosen.kv_per_sequence_per_gpu),
+        sliding_window_layers=arch.sliding_window_layers,
+        sliding_window_tokens=0 if arch.sliding_window is None else sliding_window_tokens_allocated(
+            arch.sliding_window, max_model_len, batched),
+    )
+
+
+def format_plan_table(plan: Plan) -> str:
+    """A two-column, aligned table of a plan for the CLI."""
+    kv_sequence = f"{plan.kv_cache_gib_per_sequence:.2f} GiB"
+    kv_sequence_per_gpu = f"{plan.kv_cache_gib_per_sequence_per_gpu:.2f} GiB per GPU"
+    usable = f"{plan.gpu_memory_utilization:.2f} x {plan.gpu_memory_gib:.2f} GiB"
+    rows = [
+        ("model", plan.model),
+        ("gpu", f"{plan.gpu_type} ({plan.gpu_memory_gib:.2f} GiB)"),
+        ("tensor-parallel size", str(plan.tensor_parallel_size)),
+        ("GPUs per replica", str(plan.gpus_per_replica)),
+        ("dtype", plan.dtype),
+        ("quantization", plan.quantization or "none"),
+        ("KV cache dtype", plan.kv_cache_dtype),
+        ("max model length", f"{plan.max_model_len} tokens"),
+        ("weights", f"{plan.weights_gib:.2f} GiB ({plan.weights_gib_per_gpu:.2f} GiB per GPU)"),
+        ("KV cache per token", f"{plan.kv_cache_bytes_per_token / 1024:g} KiB"),
+        ("KV cache per sequence", f"{kv_sequence} ({kv_sequence_per_gpu})"),
+        ("overhead per GPU", f"{plan.overhead_gib_per_gpu:.2f} GiB"),
+        ("usable per GPU", f"{plan.usable_gib_per_gpu:.2f} GiB ({usable})"),
+        ("needed per GPU", f"{plan.needed_gib_per_gpu:.2f} GiB"),
+        ("free for KV cache per GPU", f"{plan.kv_cache_free_gib_per_gpu:.2f} GiB"),
+        ("max concurrent sequences", str(plan.max_concurrent_sequences)),
+    ]
+    if plan.sliding_window_layers:
+        held = f"{plan.sliding_window_layers}, holding {plan.sliding_window_tokens} tokens per sequence"
+        rows.insert(10, ("sliding-window layers", held))
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)

@@ -1,0 +1,65 @@
+"""The capacity plan of a ModelDeployment spec: catalog look-ups plus :func:`capacity.plan`."""
+
+from __future__ import annotations
+
+from modelyard.api.model_deployment import ModelArchitecture, ModelDeploymentSpec
+from modelyard.errors import UserError
+
+from .capacity import InvalidPlanRequest, Plan, plan
+from .catalog import GPU_TYPES, MODELS, GpuType, ModelArch, lookup_gpu, lookup_model
+
+
+def gpu_for(spec: ModelDeploymentSpec) -> GpuType:
+    gpu = lookup_gpu(spec.gpu.type)
+    if gpu is None:
+        raise UserError(f"spec.gpu.type: unknown GPU type {spec.gpu.type!r} (known: {', '.join(GPU_TYPES)})")
+    return gpu
+
+
+def arch_for(spec: ModelDeploymentSpec) -> ModelArch:
+    """The model's shape: ``spec.model.architecture`` when given, else the catalog entry of its source or
+    its name."""
+    model = spec.model
+    if model.architecture is not None:
+        return _custom_arch(model.name, model.architecture, spec.serving.max_model_len)
+    arch = lookup_model(model.source) or lookup_model(model.name)
+    if arch is None:
+        raise UserError(
+            f"spec.model.source: {model.source} is not in the model catalog; set spec.model.architecture "
+            f"(catalog: {', '.join(sorted(MODELS))})"
+        )
+    return arch
+
+
+def plan_deployment(spec: ModelDeploymentSpec) -> Plan:
+    """Plan ``spec`` or raise :class:`UserError` (bad input) / :class:`Infeasible` (does not fit)."""
+    arch, gpu = arch_for(spec), gpu_for(spec)
+    serving = spec.serving
+    try:
+        return plan(
+            arch,
+            gpu,
+            max_model_len=serving.max_model_len,
+            dtype=serving.dtype.value,
+            quantization=serving.quantization.value if serving.quantization else None,
+            gpu_memory_utilization=serving.gpu_memory_utilization,
+            gpu_count=spec.gpu.count,
+            kv_cache_dtype=serving.kv_cache_dtype.value,
+        )
+    except InvalidPlanRequest as exc:
+        raise UserError(f"spec: {exc}") from exc
+
+
+def _custom_arch(name: str, shape: ModelArchitecture, max_model_len: int) -> ModelArch:
+    try:
+        return ModelArch(
+            hf_id=name,
+            parameters=shape.parameters,
+            layers=shape.layers,
+            attention_heads=shape.attention_heads,
+            kv_heads=shape.kv_heads,
+            head_dim=shape.head_dim,
+            max_position_embeddings=shape.max_position_embeddings or max_model_len,
+        )
+    except ValueError as exc:
+        raise UserError(f"spec.model.architecture: {exc}") from exc

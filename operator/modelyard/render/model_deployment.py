@@ -1,0 +1,516 @@
+"""ModelDeployment -> ServiceAccount, weight cache (PVC + download Job), Deployment, Service,
+NetworkPolicies, PodDisruptionBudget and HorizontalPodAutoscaler.
+
+Pure: the same spec and plan give byte-identical objects. Serving objects are returned apart from the cache
+objects because the controller applies them only once the weights are cached.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelyard.api.model_deployment import (
+    AccessMode,
+    Engine,
+    KvCacheDtype,
+    ModelDeployment,
+    ModelDeploymentSpec,
+    SourceScheme,
+)
+from modelyard.planning.capacity import Plan
+from modelyard.planning.catalog import GPU_TYPES, lookup_model
+
+from .common import (
+    GATEWAY_COMPONENT,
+    Manifest,
+    dns_egress,
+    labels,
+    metadata,
+    restricted_security_context,
+    selector_labels,
+    spec_hash,
+)
+
+KIND = "ModelDeployment"
+SERVER = "model-server"
+DOWNLOADER = "model-download"
+PORT = 8000
+CACHE_MOUNT = "/models"
+RUN_AS_USER = 1000
+#: Pinned engine images; overridable per ModelDeployment with ``spec.image``.
+VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
+AWS_CLI_IMAGE = "amazon/aws-cli:2.31.13"
+DEFAULT_NIM_TAG = "latest"
+COMPLETE_MARKER = ".modelyard-complete"
+GPU_RESOURCE = "nvidia.com/gpu"
+#: Metric the HorizontalPodAutoscaler targets, as each engine exports it to Prometheus.
+IN_FLIGHT_METRIC = {Engine.VLLM: "vllm:num_requests_running", Engine.NIM: "num_requests_running"}
+HEALTH_PATH = {Engine.VLLM: "/health", Engine.NIM: "/v1/health/ready"}
+LIVE_PATH = {Engine.VLLM: "/health", Engine.NIM: "/v1/health/live"}
+
+
+@dataclass(frozen=True, slots=True)
+class Images:
+    """Images the renderer uses; the operator's settings may override the defaults."""
+
+    vllm: str = VLLM_IMAGE
+    aws_cli: str = AWS_CLI_IMAGE
+
+
+@dataclass(frozen=True, slots=True)
+class ModelDeploymentChildren:
+    """Every object a ModelDeployment owns, grouped by when the controller applies them."""
+
+    base: list[Manifest]  #: ServiceAccount, Service, NetworkPolicies
+    cache: list[Manifest]  #: PVC and download Job (empty for pvc:// sources)
+    serving: list[Manifest] = field(default_factory=list)  #: Deployment, PDB, HPA
+
+    def all(self) -> list[Manifest]:
+        return [*self.base, *self.cache, *self.serving]
+
+
+def endpoint(name: str, namespace: str) -> str:
+    """The in-cluster OpenAI-compatible base URL of a ModelDeployment."""
+    return f"http://{name}.{namespace}.svc:{PORT}/v1"
+
+
+def render_model_deployment(
+    md: ModelDeployment, plan: Plan, images: Images = Images()
+) -> ModelDeploymentChildren:
+    """All children of ``md`` for the capacity ``plan``."""
+    ctx = _Context(md, plan, images)
+    cache = [] if md.spec.model.scheme is SourceScheme.PVC else [ctx.pvc(), ctx.download_job()]
+    serving = [ctx.deployment()]
+    if md.spec.max_replicas > 1:
+        serving.append(ctx.pdb())
+    if md.spec.autoscaling is not None:
+        serving.append(ctx.hpa())
+    base = [ctx.service_account(), ctx.service(), ctx.server_network_policy()]
+    if cache:
+        base.append(ctx.download_network_policy())
+    return ModelDeploymentChildren(base=base, cache=cache, serving=serving)
+
+
+def weights_path(spec: ModelDeploymentSpec) -> str:
+    """Where the weights live inside the cache volume, as the engine sees them."""
+    model = spec.model
+    if model.scheme is SourceScheme.HF:
+        return f"{CACHE_MOUNT}/hf/{model.location}/{model.revision or 'main'}"
+    if model.scheme is SourceScheme.S3:
+        return f"{CACHE_MOUNT}/s3/{model.location.rstrip('/')}"
+    if model.scheme is SourceScheme.PVC:
+        _, _, sub_path = model.location.partition("/")
+        return f"{CACHE_MOUNT}/{sub_path}".rstrip("/")
+    return CACHE_MOUNT  # ngc: NIM manages the layout under NIM_CACHE_PATH
+
+
+def cache_claim_name(md: ModelDeployment) -> str:
+    if md.spec.model.scheme is SourceScheme.PVC:
+        return md.spec.model.location.split("/", 1)[0]
+    return f"{md.metadata.name}-weights"
+
+
+def cache_size_gib(plan: Plan) -> int:
+    """Weights plus 20 % headroom (tokenizer, configs, a second revision), rounded up to 10 GiB."""
+    return max(10, math.ceil(plan.weights_gib * 1.2 / 10) * 10)
+
+
+def nim_image(spec: ModelDeploymentSpec) -> str:
+    """The NIM image for an ngc://nim/ORG/NAME[:TAG] source."""
+    location = spec.model.location
+    repository, _, tag = location.partition(":")
+    arch = lookup_model(spec.model.source)
+    base = arch.nim_image if arch is not None and arch.nim_image else f"nvcr.io/{repository}"
+    return f"{base}:{tag or DEFAULT_NIM_TAG}"
+
+
+class _Context:
+    """Shared inputs of one render: names, labels and the spec hash."""
+
+    def __init__(self, md: ModelDeployment, plan: Plan, images: Images) -> None:
+        self.md = md
+        self.spec = md.spec
+        self.plan = plan
+        self.images = images
+        self.name = md.metadata.name
+        self.namespace = md.metadata.namespace
+        self.digest = spec_hash(md.spec.to_wire(), _plan_fields(plan), images.vllm, images.aws_cli)
+        self.tp = plan.tensor_parallel_size
+
+    def _meta(self, name: str, component: str, **extra: Any) -> dict[str, Any]:
+        return metadata(
+            name, self.namespace, labels(KIND, self.name, component, self._app()), self.digest, **extra
+        )
+
+    def _app(self) -> str:
+        return self.spec.engine.value
+
+    def _selector(self, component: str) -> dict[str, str]:
+        return selector_labels(KIND, self.name, component)
+
+    # --- identity -------------------------------------------------------------------------------
+    def service_account(self) -> Manifest:
+        annotations = (
+            {"eks.amazonaws.com/role-arn": self.spec.model.role_arn} if self.spec.model.role_arn else {}
+        )
+        return {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": self._meta(self.name, SERVER, annotations=annotations),
+            "automountServiceAccountToken": False,
+        }
+
+    # --- weight cache ---------------------------------------------------------------------------
+    def pvc(self) -> Manifest:
+        cache = self.spec.cache
+        mode = cache.access_mode or (
+            AccessMode.READ_WRITE_MANY if self.spec.max_replicas > 1 else AccessMode.READ_WRITE_ONCE
+        )
+        spec: dict[str, Any] = {
+            "accessModes": [mode.value],
+            "resources": {"requests": {"storage": cache.size or f"{cache_size_gib(self.plan)}Gi"}},
+        }
+        if cache.storage_class_name:
+            spec["storageClassName"] = cache.storage_class_name
+        return {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": self._meta(cache_claim_name(self.md), DOWNLOADER),
+            "spec": spec,
+        }
+
+    def download_job_name(self) -> str:
+        source = spec_hash(self.spec.model.source, self.spec.model.revision)[:8]
+        return f"{self.name}-download-{source}"
+
+    def download_job(self) -> Manifest:
+        container = {
+            "name": "download",
+            **self._download_command(),
+            "volumeMounts": [{"name": "weights", "mountPath": CACHE_MOUNT}, _tmp_mount()],
+            "securityContext": {**restricted_security_context(), "readOnlyRootFilesystem": True},
+            "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "8Gi"}},
+        }
+        return {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": self._meta(self.download_job_name(), DOWNLOADER),
+            "spec": {
+                "backoffLimit": 3,
+                "activeDeadlineSeconds": 6 * 3600,
+                "template": {
+                    "metadata": {"labels": labels(KIND, self.name, DOWNLOADER, self._app())},
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "serviceAccountName": self.name,
+                        "automountServiceAccountToken": False,
+                        "securityContext": _pod_security_context(),
+                        "imagePullSecrets": self._pull_secrets(),
+                        "containers": [container],
+                        "volumes": [self._weights_volume(read_only=False), _tmp_volume()],
+                    },
+                },
+            },
+        }
+
+    def _download_command(self) -> dict[str, Any]:
+        model = self.spec.model
+        target = weights_path(self.spec)
+        env: list[dict[str, Any]] = [{"name": "HOME", "value": "/tmp"}]
+        if model.scheme is SourceScheme.HF:
+            script = (
+                "import os, pathlib\n"
+                "from huggingface_hub import snapshot_download\n"
+                "target = os.environ['TARGET']\n"
+                "snapshot_download(repo_id=os.environ['REPO'], revision=os.environ['REVISION'], "
+                "local_dir=target, token=os.environ.get('HF_TOKEN'))\n"
+                f"pathlib.Path(target, '{COMPLETE_MARKER}').touch()\n"
+            )
+            env += [
+                {"name": "REPO", "value": model.location},
+                {"name": "REVISION", "value": model.revision or "main"},
+                {"name": "TARGET", "value": target},
+                {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
+            ]
+            env += self._secret_env("HF_TOKEN")
+            return {"image": self._engine_image(), "command": ["python3", "-c", script], "env": env}
+        if model.scheme is SourceScheme.S3:
+            return {
+                "image": self.images.aws_cli,
+                "command": [
+                    "/bin/sh",
+                    "-c",
+                    'aws s3 sync --only-show-errors "$SOURCE" "$TARGET" '
+                    f'&& touch "$TARGET/{COMPLETE_MARKER}"',
+                ],
+                "env": [*env, {"name": "SOURCE", "value": model.source}, {"name": "TARGET", "value": target}],
+            }
+        return {  # ngc: NIM downloads its own optimized profile into NIM_CACHE_PATH
+            "image": self._engine_image(),
+            "args": ["download-to-cache"],
+            "env": [*env, {"name": "NIM_CACHE_PATH", "value": CACHE_MOUNT}, *self._secret_env("NGC_API_KEY")],
+        }
+
+    def _secret_env(self, name: str) -> list[dict[str, Any]]:
+        ref = self.spec.model.credentials_secret_ref
+        if ref is None:
+            return []
+        return [{"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}]
+
+    def _weights_volume(self, *, read_only: bool) -> dict[str, Any]:
+        claim = {"claimName": cache_claim_name(self.md), "readOnly": read_only}
+        return {"name": "weights", "persistentVolumeClaim": claim}
+
+    def _pull_secrets(self) -> list[dict[str, str]]:
+        return [{"name": secret} for secret in self.spec.image_pull_secrets]
+
+    # --- serving --------------------------------------------------------------------------------
+    def _engine_image(self) -> str:
+        if self.spec.image:
+            return self.spec.image
+        return nim_image(self.spec) if self.spec.engine is Engine.NIM else self.images.vllm
+
+    def deployment(self) -> Manifest:
+        spec: dict[str, Any] = {
+            "selector": {"matchLabels": self._selector(SERVER)},
+            # GPUs are scarce: replace pods one at a time instead of surging onto GPUs that may not exist.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+            "template": {
+                "metadata": {"labels": labels(KIND, self.name, SERVER, self._app())},
+                "spec": self._pod_spec(),
+            },
+        }
+        if self.spec.autoscaling is None:
+            spec = {"replicas": self.spec.desired_replicas, **spec}
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": self._meta(self.name, SERVER),
+            "spec": spec,
+        }
+
+    def _pod_spec(self) -> dict[str, Any]:
+        scheduling = self.spec.scheduling
+        gpu = GPU_TYPES[self.plan.gpu_type]
+        tolerations = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+        tolerations += [t.to_wire() for t in scheduling.tolerations]
+        pod: dict[str, Any] = {
+            "serviceAccountName": self.name,
+            "automountServiceAccountToken": False,
+            "securityContext": _pod_security_context(),
+            "nodeSelector": {**scheduling.node_selector, "nvidia.com/gpu.product": gpu.product},
+            "tolerations": tolerations,
+            "imagePullSecrets": self._pull_secrets(),
+            "terminationGracePeriodSeconds": 60,
+            "containers": [self._engine_container()],
+            "volumes": [
+                self._weights_volume(read_only=self.spec.engine is Engine.VLLM),
+                {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{self._shm_gib()}Gi"}},
+                _tmp_volume(),
+            ],
+        }
+        if scheduling.priority_class_name:
+            pod["priorityClassName"] = scheduling.priority_class_name
+        return pod
+
+    def _shm_gib(self) -> int:
+        """Shared memory for NCCL: tensor-parallel workers exchange activations through /dev/shm."""
+        return 2 * self.tp
+
+    def _engine_container(self) -> dict[str, Any]:
+        engine = self.spec.engine
+        memory = f"{16 * self.tp + self._shm_gib()}Gi"
+        container: dict[str, Any] = {
+            "name": "engine",
+            "image": self._engine_image(),
+            **self._engine_invocation(),
+            "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+            "resources": {
+                "requests": {"cpu": str(2 * self.tp), "memory": memory, GPU_RESOURCE: str(self.tp)},
+                "limits": {"memory": memory, GPU_RESOURCE: str(self.tp)},
+            },
+            "startupProbe": _http_probe(HEALTH_PATH[engine], period=10, failures=self._startup_failures()),
+            "readinessProbe": _http_probe(HEALTH_PATH[engine], period=10, failures=3),
+            "livenessProbe": _http_probe(LIVE_PATH[engine], period=30, failures=5),
+            "volumeMounts": [
+                {"name": "weights", "mountPath": CACHE_MOUNT, "readOnly": engine is Engine.VLLM},
+                {"name": "dshm", "mountPath": "/dev/shm"},
+                _tmp_mount(),
+            ],
+            "securityContext": restricted_security_context(),
+        }
+        return container
+
+    def _startup_failures(self) -> int:
+        """Loading weights from the cache and warming up: 10 minutes plus a minute per 10 GiB per GPU,
+        at one probe every 10 seconds, at most two hours."""
+        minutes = 10 + math.ceil(self.plan.weights_gib_per_gpu / 10)
+        return min(720, minutes * 6)
+
+    def _engine_invocation(self) -> dict[str, Any]:
+        serving = self.spec.serving
+        common_env = [
+            {"name": "HOME", "value": "/tmp"},
+            {"name": "XDG_CACHE_HOME", "value": "/tmp/.cache"},
+        ]
+        if self.spec.engine is Engine.NIM:
+            env = [
+                *common_env,
+                {"name": "NIM_CACHE_PATH", "value": CACHE_MOUNT},
+                {"name": "NIM_SERVED_MODEL_NAME", "value": self.spec.model.name},
+                {"name": "NIM_MAX_MODEL_LEN", "value": str(serving.max_model_len)},
+                {"name": "NIM_TENSOR_PARALLEL_SIZE", "value": str(self.tp)},
+                {"name": "NIM_SERVER_PORT", "value": str(PORT)},
+                *self._secret_env("NGC_API_KEY"),
+            ]
+            return {"env": env, **({"args": serving.extra_args} if serving.extra_args else {})}
+        args = [
+            "--model",
+            weights_path(self.spec),
+            "--served-model-name",
+            self.spec.model.name,
+            "--tensor-parallel-size",
+            str(self.tp),
+            "--max-model-len",
+            str(serving.max_model_len),
+            "--gpu-memory-utilization",
+            f"{serving.gpu_memory_utilization:g}",
+            "--dtype",
+            serving.dtype.value,
+            "--port",
+            str(PORT),
+        ]
+        if self.plan.quantization and self.spec.serving.quantization:
+            args += ["--quantization", self.spec.serving.quantization.value]
+        if serving.kv_cache_dtype is KvCacheDtype.FP8:
+            args += ["--kv-cache-dtype", "fp8"]
+        env = [
+            *common_env,
+            # Replicas never download: weights come from the cache the Job filled.
+            {"name": "HF_HUB_OFFLINE", "value": "1"},
+            {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+            {"name": "DO_NOT_TRACK", "value": "1"},
+        ]
+        return {"command": ["vllm", "serve"], "args": [*args, *serving.extra_args], "env": env}
+
+    def service(self) -> Manifest:
+        return {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": self._meta(self.name, SERVER),
+            "spec": {
+                "type": "ClusterIP",
+                "selector": self._selector(SERVER),
+                "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
+            },
+        }
+
+    def pdb(self) -> Manifest:
+        return {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": self._meta(self.name, SERVER),
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": self._selector(SERVER)}},
+        }
+
+    def hpa(self) -> Manifest:
+        auto = self.spec.autoscaling
+        assert auto is not None
+        metric = {
+            "type": "Pods",
+            "pods": {
+                "metric": {"name": IN_FLIGHT_METRIC[self.spec.engine]},
+                "target": {"type": "AverageValue", "averageValue": str(auto.target_in_flight_requests)},
+            },
+        }
+        return {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": self._meta(self.name, SERVER),
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": self.name},
+                "minReplicas": auto.min_replicas,
+                "maxReplicas": auto.max_replicas,
+                "metrics": [metric],
+            },
+        }
+
+    # --- network --------------------------------------------------------------------------------
+    def server_network_policy(self) -> Manifest:
+        """Serving pods: ingress from modelyard gateways in this namespace and spec.network.allowFrom;
+        egress to DNS only (weights come from the cache, never the internet)."""
+        peers: list[dict[str, Any]] = [
+            {
+                "podSelector": {
+                    "matchLabels": {
+                        "app.kubernetes.io/component": GATEWAY_COMPONENT,
+                        "app.kubernetes.io/part-of": "modelyard",
+                    }
+                }
+            }
+        ]
+        for peer in self.spec.network.allow_from:
+            entry: dict[str, Any] = {}
+            if peer.namespace_selector is not None:
+                entry["namespaceSelector"] = {"matchLabels": dict(peer.namespace_selector.match_labels)}
+            if peer.pod_selector is not None:
+                entry["podSelector"] = {"matchLabels": dict(peer.pod_selector.match_labels)}
+            peers.append(entry)
+        return {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": self._meta(self.name, SERVER),
+            "spec": {
+                "podSelector": {"matchLabels": self._selector(SERVER)},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": PORT}]}],
+                "egress": [dns_egress()],
+            },
+        }
+
+    def download_network_policy(self) -> Manifest:
+        """Download Job pods: no ingress; egress to DNS and HTTPS (the model source), only while the Job's
+        pods run: the policy selects nothing once they have finished."""
+        return {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": self._meta(f"{self.name}-download", DOWNLOADER),
+            "spec": {
+                "podSelector": {"matchLabels": self._selector(DOWNLOADER)},
+                "policyTypes": ["Ingress", "Egress"],
+                "egress": [dns_egress(), {"ports": [{"protocol": "TCP", "port": 443}]}],
+            },
+        }
+
+
+def _plan_fields(plan: Plan) -> dict[str, Any]:
+    return {"tp": plan.tensor_parallel_size, "gpu": plan.gpu_type, "weights": round(plan.weights_gib, 3)}
+
+
+def _pod_security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "runAsGroup": RUN_AS_USER,
+        "fsGroup": RUN_AS_USER,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _http_probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": 5,
+        "failureThreshold": failures,
+    }
+
+
+def _tmp_volume() -> dict[str, Any]:
+    return {"name": "tmp", "emptyDir": {}}
+
+
+def _tmp_mount() -> dict[str, Any]:
+    return {"name": "tmp", "mountPath": "/tmp"}
