@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .common import (
     AGE_COLUMN,
@@ -149,11 +149,12 @@ class GpuSpec(ApiModel):
         json_schema_extra={"enum": [1, 2, 4, 8]},
     )
 
-    @model_validator(mode="after")
-    def _count_is_tp_size(self) -> GpuSpec:
-        if self.count is not None and self.count not in (1, 2, 4, 8):
-            raise ValueError(f"count: must be 1, 2, 4 or 8, got {self.count}")
-        return self
+    @field_validator("count")
+    @classmethod
+    def _count_is_tp_size(cls, count: int | None) -> int | None:
+        if count is not None and count not in (1, 2, 4, 8):
+            raise ValueError(f"must be 1, 2, 4 or 8, got {count}")
+        return count
 
 
 class ServingSpec(ApiModel):

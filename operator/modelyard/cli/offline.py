@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelyard.api.crd import all_crds
 from modelyard.api.model_deployment import Dtype, ModelDeployment
@@ -18,7 +18,8 @@ from modelyard.planning.spec import plan_deployment
 from modelyard.render.common import to_yaml
 from modelyard.render.offline import render_manifests
 
-Commands = argparse._SubParsersAction[argparse.ArgumentParser]
+if TYPE_CHECKING:
+    Commands = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def crd_documents() -> list[dict[str, Any]]:

@@ -6,9 +6,9 @@ import hashlib
 import json
 from typing import Any
 
-import yaml
-
 from modelyard import __version__
+
+from . import yamlout
 
 PART_OF = "modelyard"
 MANAGED_BY = "modelyard"
@@ -85,21 +85,6 @@ def restricted_security_context() -> dict[str, Any]:
     }
 
 
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
-def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in data else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
-
-
-_Dumper.add_representer(str, _str_presenter)
-
-
 def to_yaml(objects: list[Manifest]) -> str:
     """Deterministic multi-document YAML: same objects, byte-identical output."""
-    return "".join(
-        "---\n" + yaml.dump(obj, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120)
-        for obj in objects
-    )
+    return "".join("---\n" + yamlout.dump(obj) for obj in objects)
