@@ -30,7 +30,7 @@ def _string(value: str) -> str:
         and not value.endswith((" ", ":"))
         and ": " not in value
         and " #" not in value
-        and _RESOLVER.resolve(yaml.ScalarNode, value, (True, False)) == _STR_TAG
+        and _RESOLVER.resolve(yaml.ScalarNode, value, (True, False)) == _STR_TAG  # type: ignore[no-untyped-call]
     ):
         return value
     return json.dumps(value, ensure_ascii=False)
