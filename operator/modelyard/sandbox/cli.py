@@ -1,0 +1,75 @@
+"""``modelyard sandbox up|down|status``."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from modelyard.sandbox.sandbox import Ports, Sandbox
+
+DEFAULT_DIR = Path(".sandbox")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``sandbox`` command and its ``up``, ``down`` and ``status`` subcommands."""
+    sandbox = subparsers.add_parser("sandbox", help="local control plane with simulated GPU nodes")
+    commands = sandbox.add_subparsers(dest="sandbox_command", required=True, metavar="{up,down,status}")
+    up = commands.add_parser("up", help="start etcd, kube-apiserver, controller-manager, scheduler and kwok")
+    up.add_argument("--gpu-nodes", type=int, default=2, metavar="N", help="GPU nodes to create (default 2)")
+    up.add_argument("--gpu-type", default="nvidia-h100-80gb", help="GPU type from the catalog")
+    up.add_argument("--gpus-per-node", type=int, default=8, metavar="N", help="GPUs per node (default 8)")
+    up.add_argument("--cpu-nodes", type=int, default=1, metavar="M", help="CPU-only nodes (default 1)")
+    up.add_argument(
+        "--api-port", type=int, default=Ports().apiserver, help="kube-apiserver port on 127.0.0.1"
+    )
+    up.add_argument(
+        "--etcd-port",
+        type=int,
+        default=Ports().etcd_client,
+        help="etcd client port on 127.0.0.1 (the peer port is the next one)",
+    )
+    up.set_defaults(func=_up)
+    down = commands.add_parser("down", help="stop the sandbox's processes and remove its directory")
+    down.set_defaults(func=_down)
+    status = commands.add_parser("status", help="show each component, the API server URL and the nodes")
+    status.set_defaults(func=_status)
+    for command in (up, down, status):
+        command.add_argument(
+            "--dir",
+            type=Path,
+            default=DEFAULT_DIR,
+            help="sandbox directory (default .sandbox in the current directory)",
+        )
+
+
+def _up(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    ports = Ports(apiserver=args.api_port, etcd_client=args.etcd_port, etcd_peer=args.etcd_port + 1)
+    sandbox = Sandbox(args.dir, ports=ports)
+    sandbox.up(
+        gpu_nodes=args.gpu_nodes,
+        gpu_type=args.gpu_type,
+        gpus_per_node=args.gpus_per_node,
+        cpu_nodes=args.cpu_nodes,
+    )
+    status = sandbox.status()
+    print(
+        f"sandbox up in {time.monotonic() - started:.1f}s: {status.nodes_ready} nodes Ready "
+        f"({args.gpu_nodes} x {args.gpus_per_node} {args.gpu_type}, {args.cpu_nodes} CPU), "
+        f"control plane RSS {status.rss_mib:.0f} MiB"
+    )
+    print(f"API {sandbox.api_url}\nexport KUBECONFIG={sandbox.kubeconfig}")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    Sandbox(args.dir).down()
+    print(f"sandbox in {args.dir} stopped and removed")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    status = Sandbox(args.dir).status()
+    print(status.render())
+    return 0 if all(c.running for c in status.components) else 1

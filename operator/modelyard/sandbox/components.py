@@ -1,0 +1,141 @@
+"""Command lines of the control-plane components, in start order.
+
+Everything listens on 127.0.0.1 only. The controller manager and the scheduler do not serve (secure port
+0) and do not elect leaders, so they need no ports and start at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelyard.sandbox.nodes import KWOK_ANNOTATION
+from modelyard.sandbox.pki import Pki
+
+SERVICE_CIDR = "10.96.0.0/16"
+SERVICE_IP = "10.96.0.1"  #: the ``kubernetes`` Service's cluster IP: first address of SERVICE_CIDR
+POD_CIDR = "10.244.0.1/16"
+ISSUER = "https://kubernetes.default.svc.cluster.local"
+CLOUD_CONTROLLERS = ("service-lb-controller", "cloud-node-lifecycle-controller", "node-route-controller")
+NODE_LEASE_SECONDS = 40
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where one sandbox keeps its files, and what it connects to."""
+
+    directory: Path
+    bin_dir: Path
+    stages: Path
+    api_port: int
+    etcd_port: int
+    etcd_peer_port: int
+
+    @property
+    def pki(self) -> Pki:
+        return Pki(self.directory / "pki")
+
+    def kubeconfig(self, component: str) -> Path:
+        """The kubeconfig a component uses (the admin's is the user-facing ``<dir>/kubeconfig``)."""
+        if component == "admin":
+            return self.directory / "kubeconfig"
+        return self.directory / "kubeconfigs" / f"{component}.kubeconfig"
+
+    def binary(self, name: str) -> Path:
+        return self.bin_dir / name
+
+
+def etcd(layout: Layout) -> list[str]:
+    peer = f"http://127.0.0.1:{layout.etcd_peer_port}"
+    client = f"http://127.0.0.1:{layout.etcd_port}"
+    return [
+        str(layout.binary("etcd")),
+        "--name=sandbox",
+        f"--data-dir={layout.directory / 'etcd'}",
+        f"--listen-client-urls={client}",
+        f"--advertise-client-urls={client}",
+        f"--listen-peer-urls={peer}",
+        f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster=sandbox={peer}",
+        "--unsafe-no-fsync=true",  # throwaway data: durability buys nothing, fsync costs seconds
+        "--auto-compaction-retention=1",
+        "--log-level=warn",
+    ]
+
+
+def kube_apiserver(layout: Layout) -> list[str]:
+    pki = layout.pki
+    return [
+        str(layout.binary("kube-apiserver")),
+        f"--etcd-servers=http://127.0.0.1:{layout.etcd_port}",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        # Endpoints may not hold loopback addresses; nothing in the sandbox dials the in-cluster Service.
+        "--endpoint-reconciler-type=none",
+        f"--secure-port={layout.api_port}",
+        f"--tls-cert-file={pki.apiserver.cert}",
+        f"--tls-private-key-file={pki.apiserver.key}",
+        f"--client-ca-file={pki.ca.cert}",
+        f"--service-account-issuer={ISSUER}",
+        f"--service-account-key-file={pki.service_accounts.cert}",
+        f"--service-account-signing-key-file={pki.service_accounts.key}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--authorization-mode=Node,RBAC",
+        "--allow-privileged=true",
+        "--profiling=false",
+    ]
+
+
+def kube_controller_manager(layout: Layout) -> list[str]:
+    pki = layout.pki
+    return [
+        str(layout.binary("kube-controller-manager")),
+        f"--kubeconfig={layout.kubeconfig('kube-controller-manager')}",
+        "--secure-port=0",
+        "--leader-elect=false",
+        "--controllers=*," + ",".join(f"-{c}" for c in CLOUD_CONTROLLERS),
+        "--use-service-account-credentials=true",
+        f"--service-account-private-key-file={pki.service_accounts.key}",
+        f"--root-ca-file={pki.ca.cert}",
+        f"--cluster-signing-cert-file={pki.ca.cert}",
+        f"--cluster-signing-key-file={pki.ca.key}",
+        "--cluster-name=modelyard-sandbox",
+        "--kube-api-qps=200",
+        "--kube-api-burst=400",
+        "--profiling=false",
+    ]
+
+
+def kube_scheduler(layout: Layout) -> list[str]:
+    return [
+        str(layout.binary("kube-scheduler")),
+        f"--kubeconfig={layout.kubeconfig('kube-scheduler')}",
+        "--secure-port=0",
+        "--leader-elect=false",
+        "--kube-api-qps=200",
+        "--kube-api-burst=400",
+        "--profiling=false",
+    ]
+
+
+def kwok(layout: Layout) -> list[str]:
+    key, value = KWOK_ANNOTATION
+    return [
+        str(layout.binary("kwok")),
+        f"--kubeconfig={layout.kubeconfig('kwok')}",
+        f"--config={layout.stages}",
+        "--manage-all-nodes=false",
+        f"--manage-nodes-with-annotation-selector={key}={value}",
+        f"--cidr={POD_CIDR}",
+        f"--node-lease-duration-seconds={NODE_LEASE_SECONDS}",
+    ]
+
+
+#: start order; stopped in reverse
+COMMANDS = {
+    "etcd": etcd,
+    "kube-apiserver": kube_apiserver,
+    "kube-controller-manager": kube_controller_manager,
+    "kube-scheduler": kube_scheduler,
+    "kwok": kwok,
+}

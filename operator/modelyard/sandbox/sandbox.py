@@ -1,0 +1,289 @@
+"""A real Kubernetes control plane on loopback with simulated GPU nodes.
+
+``Sandbox.up`` starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok as detached
+processes (they outlive the CLI call), writes an admin kubeconfig to ``<dir>/kubeconfig`` and creates
+nodes that kwok keeps Ready. ``down`` stops exactly the processes recorded under ``<dir>/pids`` and
+removes the directory. ``<dir>/sandbox.json`` remembers the ports and binaries between CLI calls.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import TypedDict
+
+import httpx
+
+from modelyard.errors import UserError
+from modelyard.sandbox import nodes, process
+from modelyard.sandbox.binaries import find_bin_dir, find_stages
+from modelyard.sandbox.components import COMMANDS, SERVICE_IP, Layout
+from modelyard.sandbox.kube import api_client, is_ready, wait_until, write_kubeconfig
+from modelyard.sandbox.pki import CLIENTS, Pki
+
+STATE_FILE = "sandbox.json"
+ETCD_TIMEOUT_S = 30.0
+API_TIMEOUT_S = 120.0
+
+
+class _State(TypedDict):
+    """The contents of ``<dir>/sandbox.json``."""
+
+    ports: dict[str, int]
+    bin_dir: str
+    api_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ports:
+    """Loopback ports the sandbox listens on (the controller manager, scheduler and kwok need none)."""
+
+    apiserver: int = 36443
+    etcd_client: int = 32379
+    etcd_peer: int = 32380
+
+    @classmethod
+    def free(cls) -> Ports:
+        """Ports the kernel reports free right now (for tests running next to other sandboxes)."""
+        sockets = [socket.socket() for _ in range(3)]
+        try:
+            for s in sockets:
+                s.bind(("127.0.0.1", 0))
+            api, client, peer = (s.getsockname()[1] for s in sockets)
+        finally:
+            for s in sockets:
+                s.close()
+        return cls(apiserver=api, etcd_client=client, etcd_peer=peer)
+
+    def needed_by(self) -> dict[int, str]:
+        return {self.apiserver: "kube-apiserver", self.etcd_client: "etcd", self.etcd_peer: "etcd"}
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentStatus:
+    """One control-plane process."""
+
+    name: str
+    pid: int | None
+    running: bool
+    rss_kib: int
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxStatus:
+    """What runs in one sandbox directory."""
+
+    directory: Path
+    api_url: str
+    components: list[ComponentStatus] = field(default_factory=list)
+    nodes_total: int | None = None  #: None when the API server does not answer
+    nodes_ready: int | None = None
+
+    @property
+    def rss_mib(self) -> float:
+        """Total resident memory of the running components."""
+        return sum(c.rss_kib for c in self.components if c.running) / 1024
+
+    def render(self) -> str:
+        """Human-readable lines for ``modelyard sandbox status``."""
+        lines = [f"sandbox {self.directory}  API {self.api_url}  kubeconfig {self.directory / 'kubeconfig'}"]
+        for c in self.components:
+            state = "alive" if c.running else "dead"
+            lines.append(f"  {c.name:<24} pid {c.pid or '-':<8} {state:<6} rss {c.rss_kib / 1024:7.1f} MiB")
+        counts = (
+            f"{self.nodes_ready}/{self.nodes_total} Ready" if self.nodes_total is not None else "API down"
+        )
+        lines.append(f"  nodes: {counts}   total RSS {self.rss_mib:.0f} MiB")
+        return "\n".join(lines)
+
+
+class Sandbox:
+    """One control plane whose files (certificates, etcd data, logs, pids) live under ``directory``."""
+
+    def __init__(
+        self, directory: Path = Path(".sandbox"), ports: Ports | None = None, bin_dir: Path | None = None
+    ) -> None:
+        self.directory = directory.absolute()
+        state = self._load_state()
+        self.ports = ports or (Ports(**state["ports"]) if state else Ports())
+        self._bin_dir = bin_dir or (Path(state["bin_dir"]) if state else None)
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The admin kubeconfig (cluster-admin through the ``system:masters`` group)."""
+        return self.directory / "kubeconfig"
+
+    @property
+    def api_url(self) -> str:
+        return f"https://127.0.0.1:{self.ports.apiserver}"
+
+    def up(
+        self,
+        gpu_nodes: int = 2,
+        gpu_type: str = "nvidia-h100-80gb",
+        gpus_per_node: int = 8,
+        cpu_nodes: int = 1,
+    ) -> None:
+        """Start the control plane and create the nodes; return once every node is Ready."""
+        gpu = nodes.gpu_type(gpu_type)
+        running = self.running_pid()
+        if running is not None:
+            raise UserError(
+                f"sandbox already running in {self.directory} (pid {running}); "
+                "run `modelyard sandbox down` first"
+            )
+        layout = self._prepare(find_bin_dir(self._bin_dir))
+        try:
+            self._start_control_plane(layout)
+            with self._client() as client:
+                manifests = nodes.sandbox_nodes(gpu_nodes, gpu, gpus_per_node, cpu_nodes)
+                nodes.create_nodes(client, list(manifests))
+                total = gpu_nodes + cpu_nodes
+                self._wait(
+                    layout,
+                    lambda: nodes.count_ready(client)[1] >= total,
+                    60 + total / 2,
+                    f"{total} nodes to become Ready",
+                )
+        except (TimeoutError, httpx.HTTPError) as exc:
+            self._stop_processes()
+            raise UserError(f"sandbox failed to start: {exc}; logs in {self.directory / 'logs'}") from None
+        except BaseException:  # UserError from a component that exited, Ctrl-C: leave nothing running
+            self._stop_processes()
+            raise
+
+    def down(self) -> None:
+        """Stop every process this sandbox started and remove its directory."""
+        self._stop_processes()
+        if self._is_sandbox_dir():
+            shutil.rmtree(self.directory)
+
+    def status(self) -> SandboxStatus:
+        """Each component's pid and liveness, and the node counts if the API server answers."""
+        components = self._components()
+        status = SandboxStatus(self.directory, self.api_url, components)
+        if not any(c.running for c in components if c.name == "kube-apiserver"):
+            return status
+        try:
+            with self._client() as client:
+                total, ready = nodes.count_ready(client)
+        except (httpx.HTTPError, OSError):
+            return status
+        return SandboxStatus(self.directory, self.api_url, components, total, ready)
+
+    def running_pid(self) -> int | None:
+        """The pid of the first component still running from this directory, if any."""
+        return next((c.pid for c in self._components() if c.running), None)
+
+    def _components(self) -> list[ComponentStatus]:
+        bin_dir = self._bin_dir or Path()
+        components = []
+        for name in COMMANDS:
+            pid = process.read_pid(self.directory, name)
+            alive = pid is not None and process.is_running(pid, bin_dir / name)
+            components.append(ComponentStatus(name, pid, alive, process.rss_kib(pid) if pid and alive else 0))
+        return components
+
+    def _prepare(self, bin_dir: Path) -> Layout:
+        """Check ports, clear a stale directory, write certificates, kubeconfigs and the state file."""
+        for port, owner in self.ports.needed_by().items():
+            _check_port_free(port, owner)
+        if self.directory.exists() and any(self.directory.iterdir()):
+            if not self._is_sandbox_dir():
+                raise UserError(f"{self.directory} exists and is not a sandbox; choose another --dir")
+            shutil.rmtree(self.directory)
+        layout = Layout(
+            self.directory,
+            bin_dir,
+            find_stages(bin_dir),
+            self.ports.apiserver,
+            self.ports.etcd_client,
+            self.ports.etcd_peer,
+        )
+        self._bin_dir = bin_dir
+        self.directory.mkdir(parents=True, exist_ok=True)
+        state = _State(ports=asdict(self.ports), bin_dir=str(bin_dir), api_url=self.api_url)
+        (self.directory / STATE_FILE).write_text(json.dumps(state, indent=2))
+        layout.pki.create(SERVICE_IP)
+        layout.kubeconfig("kwok").parent.mkdir()
+        for name in CLIENTS:
+            write_kubeconfig(
+                layout.kubeconfig(name), self.api_url, layout.pki.ca.cert, layout.pki.client(name), name
+            )
+        return layout
+
+    def _start_control_plane(self, layout: Layout) -> None:
+        """Start each component in order, waiting for etcd and the API server to be healthy."""
+        for name, command in COMMANDS.items():
+            process.start(name, command(layout), self.directory)
+            if name == "etcd":
+                self._wait(layout, _etcd_healthy(self.ports.etcd_client), ETCD_TIMEOUT_S, "etcd /health")
+            elif name == "kube-apiserver":
+                with self._client() as client:
+                    self._wait(layout, partial(is_ready, client), API_TIMEOUT_S, "kube-apiserver /readyz")
+
+    def _wait(self, layout: Layout, check: Callable[[], bool], timeout_s: float, what: str) -> None:
+        wait_until(lambda: self._alive(layout) and check(), timeout_s, what)
+
+    def _alive(self, layout: Layout) -> bool:
+        """True while every started component runs; a UserError naming the first that exited otherwise."""
+        for name in COMMANDS:
+            pid = process.read_pid(self.directory, name)
+            if pid is not None and not process.is_running(pid, layout.binary(name)):
+                log = self.directory / "logs" / f"{name}.log"
+                raise UserError(f"{name} exited during start-up: {_last_line(log)} (log: {log})")
+        return True
+
+    def _client(self) -> httpx.Client:
+        pki = Pki(self.directory / "pki")
+        return api_client(self.api_url, pki.ca.cert, pki.client("admin"))
+
+    def _stop_processes(self) -> None:
+        bin_dir = self._bin_dir or Path()
+        for name in reversed(COMMANDS):
+            pid = process.read_pid(self.directory, name)
+            if pid is not None:
+                process.stop(pid, bin_dir / name)
+
+    def _is_sandbox_dir(self) -> bool:
+        return (self.directory / STATE_FILE).is_file() or (self.directory / "pids").is_dir()
+
+    def _load_state(self) -> _State | None:
+        try:
+            state: _State = json.loads((self.directory / STATE_FILE).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return state
+
+
+def _check_port_free(port: int, owner: str) -> None:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise UserError(f"port {port} on 127.0.0.1 is in use (needed by {owner})") from None
+
+
+def _etcd_healthy(port: int) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json()
+            return bool(health.get("health") == "true")
+        except (httpx.HTTPError, ValueError):
+            return False
+
+    return check
+
+
+def _last_line(log: Path) -> str:
+    try:
+        lines = log.read_text(errors="replace").strip().splitlines()
+    except FileNotFoundError:
+        return "no log"
+    return lines[-1][:300] if lines else "empty log"
