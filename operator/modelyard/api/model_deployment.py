@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from .common import (
     AGE_COLUMN,
@@ -351,6 +351,8 @@ class PlanStatus(ApiModel):
 
 class ModelDeploymentStatus(ApiModel):
     """Observed state, written by the operator."""
+
+    model_config = ConfigDict(extra="ignore")  # status.kopf holds the operator framework's own state
 
     observed_generation: int | None = Field(default=None, description="Generation this status is for.")
     phase: Phase | None = Field(default=None, description="Pending, Downloading, Deploying, Ready or Failed.")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from .common import (
     AGE_COLUMN,
@@ -239,6 +239,8 @@ class IdentityStatus(ApiModel):
 
 class ProviderBindingStatus(ApiModel):
     """Observed state, written by the operator."""
+
+    model_config = ConfigDict(extra="ignore")  # status.kopf holds the operator framework's own state
 
     observed_generation: int | None = Field(default=None, description="Generation this status is for.")
     identity: IdentityStatus | None = Field(default=None, description="Identity in use.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from .common import (
     AGE_COLUMN,
@@ -168,6 +168,8 @@ class RouteStatus(ApiModel):
 
 class RoutePolicyStatus(ApiModel):
     """Observed state, written by the operator."""
+
+    model_config = ConfigDict(extra="ignore")  # status.kopf holds the operator framework's own state
 
     observed_generation: int | None = Field(default=None, description="Generation this status is for.")
     endpoint: str | None = Field(default=None, description="The gateway's OpenAI-compatible base URL.")

@@ -1,0 +1,49 @@
+"""Operator settings: typed, read once from ``MODELYARD_*`` environment variables (the Helm chart sets
+them from its values)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from modelyard.api import DataClassification
+from modelyard.render.gateway import LITELLM_IMAGE
+from modelyard.render.model_deployment import AWS_CLI_IMAGE, VLLM_IMAGE
+from modelyard.render.routing import ClusterPolicy
+
+PREFIX = "MODELYARD_"
+TRUE = ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the operator reads from its environment."""
+
+    policy: ClusterPolicy = field(default_factory=ClusterPolicy)
+    vllm_image: str = VLLM_IMAGE
+    aws_cli_image: str = AWS_CLI_IMAGE
+    litellm_image: str = LITELLM_IMAGE
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """``MODELYARD_ALLOW_STATIC_CREDENTIALS``, ``MODELYARD_REQUIRE_PRIVATE_CONNECTIVITY_FROM``,
+        ``MODELYARD_ALLOWED_REGIONS`` (comma-separated) and ``MODELYARD_{VLLM,AWS_CLI,LITELLM}_IMAGE``."""
+        values = os.environ if env is None else env
+
+        def get(name: str, default: str = "") -> str:
+            return values.get(PREFIX + name, "").strip() or default
+
+        policy = ClusterPolicy(
+            allow_static_credentials=get("ALLOW_STATIC_CREDENTIALS").lower() in TRUE,
+            require_private_connectivity_from=DataClassification(
+                get("REQUIRE_PRIVATE_CONNECTIVITY_FROM", DataClassification.CONFIDENTIAL.value)
+            ),
+            allowed_regions=tuple(r.strip() for r in get("ALLOWED_REGIONS").split(",") if r.strip()),
+        )
+        return cls(
+            policy=policy,
+            vllm_image=get("VLLM_IMAGE", VLLM_IMAGE),
+            aws_cli_image=get("AWS_CLI_IMAGE", AWS_CLI_IMAGE),
+            litellm_image=get("LITELLM_IMAGE", LITELLM_IMAGE),
+        )

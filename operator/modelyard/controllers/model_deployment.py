@@ -1,0 +1,317 @@
+"""ModelDeployment controller: plan, render, apply; status that follows the download Job and the Deployment.
+
+One reconcile function serves every trigger (the ModelDeployment's own create/update/resume, and events of
+the Job and Deployment it owns), under a per-object lock. It is idempotent: children carry the spec hash and
+are applied only when it differs, and status is patched only when it changed, so a pass with nothing new
+writes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from typing import Any, cast
+
+import httpx
+import kopf
+from pydantic import ValidationError
+
+from modelyard.api import GROUP, VERSION, ModelDeployment
+from modelyard.api.conditions import Cond, merge_conditions, now_rfc3339, summary
+from modelyard.api.model_deployment import Phase, SourceScheme
+from modelyard.config import Settings
+from modelyard.errors import Infeasible, UserError
+from modelyard.kube import ApiError, Kube
+from modelyard.manifests import format_validation_error
+from modelyard.planning.capacity import Plan
+from modelyard.planning.spec import plan_deployment
+from modelyard.render.common import SPEC_HASH_ANNOTATION, Manifest
+from modelyard.render.model_deployment import (
+    DOWNLOADER,
+    SERVER,
+    Images,
+    ModelDeploymentChildren,
+    cache_claim_name,
+    endpoint,
+    render_model_deployment,
+)
+
+API_VERSION = f"{GROUP}/{VERSION}"
+PLURAL = "modeldeployments"
+OWNER_LABEL = "modelyard.dev/modeldeployment"
+MANAGED: dict[str, Any] = {
+    "app.kubernetes.io/managed-by": "modelyard",
+    OWNER_LABEL: kopf.PRESENT,
+}
+
+PLANNED, MODEL_CACHED, AVAILABLE, READY = "Planned", "ModelCached", "Available", "Ready"
+
+logger = logging.getLogger(__name__)
+_locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+async def on_model_deployment(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await reconcile(memo.kube, memo.settings, dict(body), strict=True)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+async def on_child(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A child changed: reconcile its owner so status follows it (and serving starts once cached)."""
+    owner = body.get("metadata", {}).get("labels", {}).get(OWNER_LABEL)
+    namespace = body.get("metadata", {}).get("namespace")
+    if not owner or not namespace:
+        return
+    parent = await memo.kube.get(API_VERSION, "ModelDeployment", namespace, owner)
+    if parent is not None and not parent["metadata"].get("deletionTimestamp"):
+        await reconcile(memo.kube, memo.settings, parent, strict=False)
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def unready_model_deployments(body: kopf.Body, **_: Any) -> dict[tuple[str, str], str] | None:
+    """ModelDeployments not yet Ready: the watcher re-checks what no child event reports."""
+    if (body.get("status") or {}).get("phase") == Phase.READY.value:
+        return None
+    return {(body["metadata"]["namespace"], body["metadata"]["name"]): body["metadata"].get("uid", "")}
+
+
+@kopf.on.startup()
+async def start_watcher(memo: kopf.Memo, **kwargs: Any) -> None:
+    """Start the background re-check of ModelDeployments that are not Ready. (A kopf timer would do, but
+    kopf puts a finalizer on every object a timer runs for; modelyard keeps none.)"""
+    index: kopf.Index[Any, str] = kwargs["unready_model_deployments"]  # kopf passes indexes by name
+    memo.unready_watcher = asyncio.create_task(_recheck_unready(memo, index))
+
+
+@kopf.on.cleanup()
+async def stop_watcher(memo: kopf.Memo, **_: Any) -> None:
+    task = memo.get("unready_watcher")
+    if task is not None:
+        task.cancel()
+
+
+async def _recheck_unready(memo: kopf.Memo, index: kopf.Index[Any, str], interval_s: float = 10.0) -> None:
+    """Every ``interval_s``, reconcile each ModelDeployment that is not Ready, to follow what no child event
+    reports (a serving pod the scheduler cannot place). Ready ones are left alone: they cost nothing."""
+    while True:
+        await asyncio.sleep(interval_s)
+        for namespace, name in list(index):
+            body = await memo.kube.get(API_VERSION, "ModelDeployment", namespace, name)
+            if body is not None and not body["metadata"].get("deletionTimestamp"):
+                try:
+                    await reconcile(memo.kube, memo.settings, body, strict=False)
+                except (ApiError, kopf.PermanentError, httpx.HTTPError) as exc:
+                    logger.warning("re-checking ModelDeployment %s/%s failed: %s", namespace, name, exc)
+
+
+async def reconcile(kube: Kube, settings: Settings, body: dict[str, Any], *, strict: bool) -> None:
+    """Bring one ModelDeployment's children and status in line with its spec.
+
+    ``strict`` (the object's own handlers) turns an invalid spec into a PermanentError for kopf; from a
+    child's event the condition and Event are enough.
+    """
+    meta = body["metadata"]
+    async with _locks[(meta["namespace"], meta["name"])]:
+        await _Reconcile(kube, settings, body).run(strict=strict)
+
+
+class _Reconcile:
+    def __init__(self, kube: Kube, settings: Settings, body: dict[str, Any]) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.body = body
+        self.namespace: str = body["metadata"]["namespace"]
+        self.name: str = body["metadata"]["name"]
+        self.generation: int | None = body["metadata"].get("generation")
+        self.status: dict[str, Any] = dict(body.get("status") or {})
+        self._owner = kopf.Body(cast(kopf.RawBody, body))
+
+    async def run(self, *, strict: bool) -> None:
+        try:
+            md = ModelDeployment.model_validate(self.body)
+        except ValidationError as exc:
+            message = format_validation_error(exc)
+            await self._finish([Cond.false(READY, "InvalidSpec", message)], phase=Phase.FAILED)
+            if strict:
+                raise kopf.PermanentError(f"invalid spec: {message}") from None
+            return
+        try:
+            plan = plan_deployment(md.spec)
+        except Infeasible as exc:
+            await self._finish([Cond.false(PLANNED, "InsufficientGPUMemory", str(exc))], phase=Phase.FAILED)
+            return
+        except UserError as exc:
+            await self._finish([Cond.false(PLANNED, "InvalidSpec", str(exc))], phase=Phase.FAILED)
+            return
+        planned = Cond.true(PLANNED, "Planned", _plan_message(plan))
+        children = render_model_deployment(
+            md, plan, Images(self.settings.vllm_image, self.settings.aws_cli_image)
+        )
+        failed = await self._apply_all([*children.base, *children.cache])
+        if failed is not None:
+            await self._finish([planned, failed], phase=Phase.FAILED, plan=plan)
+            return
+        cached = await self._cache_condition(md, children)
+        conditions = [planned, cached]
+        if cached.status != "True":
+            phase = Phase.FAILED if cached.reason == "DownloadFailed" else Phase.DOWNLOADING
+            await self._finish(
+                [*conditions, Cond.false(AVAILABLE, "WaitingForCache", "weights not cached yet")],
+                phase=phase,
+                plan=plan,
+            )
+            return
+        await self._remove_stale_jobs(children)
+        failed = await self._apply_all(children.serving)
+        if failed is not None:
+            await self._finish([*conditions, failed], phase=Phase.FAILED, plan=plan)
+            return
+        deployment = await self.kube.get("apps/v1", "Deployment", self.namespace, self.name) or {}
+        available, replicas = _availability(deployment, md.spec.desired_replicas)
+        if available.status != "True":
+            available = await self._unschedulable() or available
+        phase = Phase.READY if available.status == "True" else Phase.DEPLOYING
+        await self._finish([*conditions, available], phase=phase, plan=plan, replicas=replicas)
+
+    # --- children -------------------------------------------------------------------------------
+    async def _apply_all(self, objects: list[Manifest]) -> Cond | None:
+        """Apply each child whose spec hash differs; on failure, the condition names the child."""
+        for obj in objects:
+            kopf.append_owner_reference(obj, owner=self._owner)
+            try:
+                await self._apply(obj)
+            except ApiError as exc:
+                kind = obj["kind"]
+                return Cond.false(READY, f"{kind}Failed", f"{kind} {obj['metadata']['name']}: {exc.message}")
+        return None
+
+    async def _apply(self, obj: Manifest) -> None:
+        meta = obj["metadata"]
+        current = await self.kube.get(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+        wanted = meta["annotations"][SPEC_HASH_ANNOTATION]
+        if (
+            current is not None
+            and current["metadata"].get("annotations", {}).get(SPEC_HASH_ANNOTATION) == wanted
+        ):
+            return
+        await self.kube.apply(obj)
+
+    async def _cache_condition(self, md: ModelDeployment, children: ModelDeploymentChildren) -> Cond:
+        if md.spec.model.scheme is SourceScheme.PVC:
+            claim = cache_claim_name(md)
+            if await self.kube.get("v1", "PersistentVolumeClaim", self.namespace, claim) is None:
+                return Cond.false(
+                    MODEL_CACHED, "ClaimNotFound", f"PersistentVolumeClaim {claim} does not exist"
+                )
+            return Cond.true(MODEL_CACHED, "ExistingClaim", f"weights on PersistentVolumeClaim {claim}")
+        job_name = next(o["metadata"]["name"] for o in children.cache if o["kind"] == "Job")
+        job = await self.kube.get("batch/v1", "Job", self.namespace, job_name) or {}
+        return _job_condition(job_name, job)
+
+    async def _unschedulable(self) -> Cond | None:
+        """The scheduler's reason when a serving pod cannot be placed (e.g. not enough GPUs)."""
+        selector = f"{OWNER_LABEL}={self.name},app.kubernetes.io/component={SERVER}"
+        for pod in await self.kube.list("v1", "Pod", self.namespace, labels=selector):
+            for cond in (pod.get("status") or {}).get("conditions") or []:
+                if cond.get("type") == "PodScheduled" and cond.get("reason") == "Unschedulable":
+                    return Cond.false(AVAILABLE, "Unschedulable", cond.get("message", ""))
+        return None
+
+    async def _remove_stale_jobs(self, children: ModelDeploymentChildren) -> None:
+        """Download Jobs of an earlier source or revision, once the current one has cached the weights."""
+        current = {o["metadata"]["name"] for o in children.cache if o["kind"] == "Job"}
+        selector = f"{OWNER_LABEL}={self.name},app.kubernetes.io/component={DOWNLOADER}"
+        for job in await self.kube.list("batch/v1", "Job", self.namespace, labels=selector):
+            if job["metadata"]["name"] not in current:
+                await self.kube.delete("batch/v1", "Job", self.namespace, job["metadata"]["name"])
+
+    # --- status ---------------------------------------------------------------------------------
+    async def _finish(
+        self,
+        conds: list[Cond],
+        *,
+        phase: Phase,
+        plan: Plan | None = None,
+        replicas: tuple[int, int] | None = None,
+    ) -> None:
+        ready = summary(conds) if conds[-1].type != READY else conds[-1]
+        conds = [c for c in conds if c.type != READY]
+        conditions = merge_conditions(
+            self.status.get("conditions", []), [*conds, ready], self.generation, now_rfc3339()
+        )
+        status: dict[str, Any] = {
+            "observedGeneration": self.generation,
+            "phase": phase.value,
+            "conditions": conditions,
+            "endpoint": endpoint(self.name, self.namespace),
+        }
+        if plan is not None:
+            status["plan"] = plan.to_status()
+        if replicas is not None:
+            status["replicas"], status["readyReplicas"] = replicas
+        if all(self.status.get(key) == value for key, value in status.items()):
+            return
+        await self.kube.patch_status(API_VERSION, "ModelDeployment", self.namespace, self.name, status)
+        self._post_transitions(conditions)
+
+    def _post_transitions(self, conditions: list[dict[str, Any]]) -> None:
+        """One Event per condition whose status or reason changed, with the condition's reason."""
+        before = {c.get("type"): c for c in self.status.get("conditions", [])}
+        for cond in conditions:
+            old = before.get(cond["type"])
+            if old is not None and (old.get("status"), old.get("reason")) == (cond["status"], cond["reason"]):
+                continue
+            kind = "Normal" if cond["status"] == "True" else "Warning"
+            if cond["status"] == "False" and cond["reason"] in _PROGRESS_REASONS:
+                kind = "Normal"
+            kopf.event(
+                self._owner,
+                type=kind,
+                reason=cond["reason"],
+                message=f"{cond['type']}={cond['status']}: {cond['message']}"[:1024],
+            )
+
+
+_PROGRESS_REASONS = {"Downloading", "WaitingForCache", "Progressing", "Scaling"}
+
+
+def _plan_message(plan: Plan) -> str:
+    return (
+        f"{plan.gpus_per_replica} x {plan.gpu_type} per replica "
+        f"(tensor-parallel {plan.tensor_parallel_size}); {plan.weights_gib:.1f} GiB weights; "
+        f"{plan.max_concurrent_sequences} concurrent {plan.max_model_len}-token sequences"
+    )
+
+
+def _job_condition(name: str, job: dict[str, Any]) -> Cond:
+    status = job.get("status") or {}
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Complete" and cond.get("status") == "True":
+            return Cond.true(MODEL_CACHED, "Downloaded", f"Job {name} cached the weights")
+        if cond.get("type") == "Failed" and cond.get("status") == "True":
+            reason = cond.get("reason") or "Failed"
+            return Cond.false(
+                MODEL_CACHED,
+                "DownloadFailed",
+                f"Job {name} failed: {reason}: {cond.get('message', '')}".strip(": "),
+            )
+    active = status.get("active", 0)
+    return Cond.false(
+        MODEL_CACHED, "Downloading", f"Job {name} is downloading the weights ({active} pod active)"
+    )
+
+
+def _availability(deployment: dict[str, Any], desired: int) -> tuple[Cond, tuple[int, int]]:
+    status = deployment.get("status") or {}
+    replicas, ready = status.get("replicas", 0), status.get("readyReplicas", 0)
+    wanted = (deployment.get("spec") or {}).get("replicas", desired)
+    if ready >= max(wanted, 1) and status.get("updatedReplicas", 0) >= wanted:
+        return Cond.true(AVAILABLE, "MinimumReplicasAvailable", f"{ready}/{wanted} replicas ready"), (
+            replicas,
+            ready,
+        )
+    return Cond.false(AVAILABLE, "Progressing", f"{ready}/{wanted} replicas ready"), (replicas, ready)

@@ -1,0 +1,53 @@
+"""Operator-wide setup: settings, where kopf keeps its state, credentials and the shared API client.
+
+Everything shared lives in kopf's ``memo`` (passed to every handler), not in module globals.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from modelyard.config import Settings
+from modelyard.kube import Kube
+
+#: Status field where kopf keeps handler progress and the last handled spec: in status, not annotations, so
+#: GitOps tools see no drift in the manifests they own.
+KOPF_STATE = "kopf"
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    memo.settings = Settings.from_env()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API request is noise
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(field=f"status.{KOPF_STATE}.progress")
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(
+        field=f"status.{KOPF_STATE}.last-handled-configuration"
+    )
+    settings.posting.level = (
+        logging.WARNING
+    )  # our own Events, and kopf's warnings; not its per-handler chatter
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.queueing.error_delays = [1, 2, 5, 10, 30, 60]
+
+
+@kopf.on.login()
+async def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In-cluster ServiceAccount credentials, else the kubeconfig; the same credentials serve our client."""
+    info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    if info is not None:
+        previous = memo.get("kube")
+        memo.kube = Kube.from_connection(info)
+        if previous is not None:
+            await previous.close()
+    return info
+
+
+@kopf.on.cleanup()
+async def close(memo: kopf.Memo, **_: Any) -> None:
+    kube = memo.get("kube")
+    if kube is not None:
+        await kube.close()

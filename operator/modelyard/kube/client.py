@@ -1,0 +1,184 @@
+"""An async Kubernetes API client on httpx, built from the credentials kopf logged in with.
+
+The controllers need a handful of verbs on a fixed set of kinds: server-side apply of the children they own,
+reads, merge patches of their own status, TokenRequests and deletes. A static table of those kinds replaces
+discovery, and one connection pool serves every reconcile.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import kopf
+
+FIELD_MANAGER = "modelyard"
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """Where a kind lives in the API."""
+
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool = True
+
+    def path(self, namespace: str | None = None, name: str | None = None, sub: str | None = None) -> str:
+        prefix = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        parts = [prefix]
+        if self.namespaced and namespace:
+            parts.append(f"namespaces/{quote(namespace)}")
+        parts.append(self.plural)
+        if name:
+            parts.append(quote(name))
+        if sub:
+            parts.append(sub)
+        return "/".join(parts)
+
+
+_RESOURCES = [
+    Resource("v1", "ConfigMap", "configmaps"),
+    Resource("v1", "Secret", "secrets"),
+    Resource("v1", "Service", "services"),
+    Resource("v1", "ServiceAccount", "serviceaccounts"),
+    Resource("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
+    Resource("v1", "Pod", "pods"),
+    Resource("v1", "Event", "events"),
+    Resource("v1", "Namespace", "namespaces", namespaced=False),
+    Resource("apps/v1", "Deployment", "deployments"),
+    Resource("batch/v1", "Job", "jobs"),
+    Resource("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
+    Resource("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
+    Resource("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
+    Resource("modelyard.dev/v1alpha1", "ModelDeployment", "modeldeployments"),
+    Resource("modelyard.dev/v1alpha1", "ProviderBinding", "providerbindings"),
+    Resource("modelyard.dev/v1alpha1", "RoutePolicy", "routepolicies"),
+]
+_BY_KIND = {(r.api_version, r.kind): r for r in _RESOURCES}
+
+
+def resource_for(api_version: str, kind: str) -> Resource:
+    try:
+        return _BY_KIND[(api_version, kind)]
+    except KeyError:
+        raise ValueError(f"modelyard does not manage {kind} ({api_version})") from None
+
+
+class ApiError(Exception):
+    """A non-2xx answer from the API server, with its status code and the server's message."""
+
+    def __init__(self, status: int, message: str, reason: str = "") -> None:
+        super().__init__(f"{status} {reason}: {message}".strip())
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    try:
+        body = response.json()
+        raise ApiError(response.status_code, body.get("message", ""), body.get("reason", ""))
+    except (json.JSONDecodeError, AttributeError):
+        raise ApiError(response.status_code, response.text[:500]) from None
+
+
+class Kube:
+    """The verbs the controllers use, on one pooled async HTTP client."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._http = client
+
+    @classmethod
+    def from_connection(cls, info: kopf.ConnectionInfo, timeout_s: float = 30.0) -> Kube:
+        headers = {"User-Agent": "modelyard", **info.as_http_headers()}
+        verify = info.as_ssl_context()
+        return cls(httpx.AsyncClient(base_url=info.server, verify=verify, headers=headers, timeout=timeout_s))
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> Obj | None:
+        response = await self._http.get(resource_for(api_version, kind).path(namespace, name))
+        if response.status_code == 404:
+            return None
+        _raise_for(response)
+        result: Obj = response.json()
+        return result
+
+    async def list(
+        self, api_version: str, kind: str, namespace: str | None, *, labels: str = ""
+    ) -> list[Obj]:
+        params = {"labelSelector": labels} if labels else {}
+        response = await self._http.get(resource_for(api_version, kind).path(namespace), params=params)
+        _raise_for(response)
+        items: list[Obj] = response.json().get("items", [])
+        return items
+
+    async def apply(self, obj: Obj, *, force: bool = True) -> Obj:
+        """Server-side apply ``obj`` with field manager ``modelyard``."""
+        meta = obj["metadata"]
+        path = resource_for(obj["apiVersion"], obj["kind"]).path(meta.get("namespace"), meta["name"])
+        response = await self._http.patch(
+            path,
+            content=json.dumps(obj),
+            params={"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"},
+            headers={"Content-Type": "application/apply-patch+yaml"},
+        )
+        _raise_for(response)
+        result: Obj = response.json()
+        return result
+
+    async def create(self, obj: Obj) -> Obj:
+        meta = obj["metadata"]
+        path = resource_for(obj["apiVersion"], obj["kind"]).path(meta.get("namespace"))
+        response = await self._http.post(path, json=obj, params={"fieldManager": FIELD_MANAGER})
+        _raise_for(response)
+        result: Obj = response.json()
+        return result
+
+    async def patch_status(self, api_version: str, kind: str, namespace: str, name: str, status: Obj) -> Obj:
+        """JSON merge patch of the status subresource (keys not in ``status`` are left alone)."""
+        path = resource_for(api_version, kind).path(namespace, name, "status")
+        response = await self._http.patch(
+            path,
+            content=json.dumps({"status": status}),
+            headers={"Content-Type": "application/merge-patch+json"},
+            params={"fieldManager": FIELD_MANAGER},
+        )
+        _raise_for(response)
+        result: Obj = response.json()
+        return result
+
+    async def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
+        """Delete with background propagation; False when it was already gone."""
+        response = await self._http.request(
+            "DELETE",
+            resource_for(api_version, kind).path(namespace, name),
+            json={"propagationPolicy": "Background"},
+        )
+        if response.status_code == 404:
+            return False
+        _raise_for(response)
+        return True
+
+    async def create_token(
+        self, namespace: str, service_account: str, audience: str, expiration_s: int = 600
+    ) -> str:
+        """A short-lived token for a ServiceAccount (TokenRequest), as a projected volume would hold."""
+        path = resource_for("v1", "ServiceAccount").path(namespace, service_account, "token")
+        body = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"audiences": [audience], "expirationSeconds": expiration_s},
+        }
+        response = await self._http.post(path, json=body)
+        _raise_for(response)
+        token: str = response.json()["status"]["token"]
+        return token

@@ -1,0 +1,129 @@
+"""Fixtures for controller tests: modelyard's CRDs installed in the sandbox, and the operator run with
+kopf's KopfRunner (in-process, against the real API server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kopf.testing import KopfRunner
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+ROOT = Path(__file__).resolve().parents[2]
+GROUP, VERSION = "modelyard.dev", "v1alpha1"
+PLANTED = "hf_PLANTED-SECRET-VALUE-7f3a9c"
+
+
+def kubectl(cluster: Any, *args: str, stdin: str | None = None, check: bool = True) -> str:
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    result = subprocess.run(
+        ["kubectl", *args], input=stdin, capture_output=True, text=True, env=env, check=False, timeout=60
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)}: {result.stderr}")
+    return result.stdout
+
+
+@pytest.fixture(scope="session")
+def crds(sandbox: Any) -> None:
+    """modelyard's CRDs from crds/, applied and Established."""
+    kubectl(sandbox, "apply", "--server-side", "-f", str(ROOT / "crds"))
+    kubectl(
+        sandbox,
+        "wait",
+        "--for=condition=Established",
+        "crd",
+        "-l",
+        "app.kubernetes.io/part-of=modelyard",
+        "--timeout=60s",
+    )
+
+
+@pytest.fixture
+def run_operator(
+    sandbox: Any, crds: None, volumes: None, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Any]:
+    """``with run_operator() as runner:`` runs the operator on every namespace until the block ends."""
+    monkeypatch.setenv("KUBECONFIG", str(sandbox.kubeconfig))
+
+    @contextmanager
+    def start(*extra: str) -> Iterator[KopfRunner]:
+        args = ["run", "--all-namespaces", "--standalone", "-m", "modelyard.controllers", *extra]
+        with KopfRunner(args, timeout=60) as runner:
+            yield runner
+        assert runner.exit_code == 0, runner.output
+        assert runner.exception is None, runner.output
+
+    return start
+
+
+@pytest.fixture(scope="session")
+def volumes(k8s: client.ApiClient) -> None:
+    """A pool of PersistentVolumes for the weight caches (the sandbox has no storage provisioner)."""
+    core = client.CoreV1Api(k8s)
+    existing = {pv.metadata.name for pv in core.list_persistent_volume().items}
+    for i in range(120):
+        name = f"pool-{i:03d}"
+        if name in existing:
+            continue
+        core.create_persistent_volume(
+            client.V1PersistentVolume(
+                metadata=client.V1ObjectMeta(name=name),
+                spec=client.V1PersistentVolumeSpec(
+                    capacity={"storage": "4Ti"},
+                    access_modes=["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany"],
+                    host_path=client.V1HostPathVolumeSource(path=f"/var/lib/modelyard-pool/{name}"),
+                    persistent_volume_reclaim_policy="Retain",
+                ),
+            )
+        )
+
+
+@pytest.fixture
+def custom(k8s: client.ApiClient) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(k8s)
+
+
+def load_example(name: str) -> dict[str, Any]:
+    result: dict[str, Any] = yaml.safe_load((ROOT / "examples" / name).read_text())
+    return result
+
+
+def create(custom: client.CustomObjectsApi, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    plural = body["kind"].lower() + ("s" if not body["kind"].endswith("y") else "")
+    plural = {"routepolicy": "routepolicies"}.get(body["kind"].lower(), plural)
+    result: dict[str, Any] = custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
+    return result
+
+
+def get_md(custom: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:
+    result: dict[str, Any] = custom.get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "modeldeployments", name
+    )
+    return result
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    for cond in (obj.get("status") or {}).get("conditions", []):
+        if cond["type"] == type_:
+            result: dict[str, Any] = cond
+            return result
+    return None
+
+
+def api_error(call: Callable[[], Any]) -> ApiException:
+    with pytest.raises(ApiException) as info:
+        call()
+    return info.value
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, default=str)
