@@ -48,9 +48,7 @@ def crds(sandbox: Any) -> None:
 
 
 @pytest.fixture
-def run_operator(
-    sandbox: Any, crds: None, volumes: None, monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., Any]:
+def run_operator(sandbox: Any, crds: None, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
     """``with run_operator() as runner:`` runs the operator on every namespace until the block ends."""
     monkeypatch.setenv("KUBECONFIG", str(sandbox.kubeconfig))
 
@@ -63,28 +61,6 @@ def run_operator(
         assert runner.exception is None, runner.output
 
     return start
-
-
-@pytest.fixture(scope="session")
-def volumes(k8s: client.ApiClient) -> None:
-    """A pool of PersistentVolumes for the weight caches (the sandbox has no storage provisioner)."""
-    core = client.CoreV1Api(k8s)
-    existing = {pv.metadata.name for pv in core.list_persistent_volume().items}
-    for i in range(120):
-        name = f"pool-{i:03d}"
-        if name in existing:
-            continue
-        core.create_persistent_volume(
-            client.V1PersistentVolume(
-                metadata=client.V1ObjectMeta(name=name),
-                spec=client.V1PersistentVolumeSpec(
-                    capacity={"storage": "4Ti"},
-                    access_modes=["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany"],
-                    host_path=client.V1HostPathVolumeSource(path=f"/var/lib/modelyard-pool/{name}"),
-                    persistent_volume_reclaim_policy="Retain",
-                ),
-            )
-        )
 
 
 @pytest.fixture

@@ -121,3 +121,25 @@ def test_kubectl_from_make_tools_lists_nodes(sandbox: Any) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "node/" in result.stdout
+
+
+def test_claim_binds_to_a_pool_volume(
+    k8s: client.ApiClient, namespace: str, wait_for: Callable[..., Any]
+) -> None:
+    core = client.CoreV1Api(k8s)
+    claim = client.V1PersistentVolumeClaim(
+        metadata=client.V1ObjectMeta(name="weights"),
+        spec=client.V1PersistentVolumeClaimSpec(
+            access_modes=["ReadWriteMany"],
+            resources=client.V1VolumeResourceRequirements(requests={"storage": "200Gi"}),
+        ),
+    )
+    core.create_namespaced_persistent_volume_claim(namespace, claim)
+    bound = wait_for(
+        lambda: core.read_namespaced_persistent_volume_claim("weights", namespace).status.phase == "Bound",
+        30,
+        "the claim to bind",
+    )
+    assert bound
+    volume = core.read_namespaced_persistent_volume_claim("weights", namespace).spec.volume_name
+    assert volume.startswith("sandbox-pv-")

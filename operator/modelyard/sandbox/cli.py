@@ -21,6 +21,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     up.add_argument("--gpus-per-node", type=int, default=8, metavar="N", help="GPUs per node (default 8)")
     up.add_argument("--cpu-nodes", type=int, default=1, metavar="M", help="CPU-only nodes (default 1)")
     up.add_argument(
+        "--volumes",
+        type=int,
+        default=50,
+        metavar="V",
+        help="PersistentVolumes for claims to bind (default 50)",
+    )
+    up.add_argument(
         "--api-port", type=int, default=Ports().apiserver, help="kube-apiserver port on 127.0.0.1"
     )
     up.add_argument(
@@ -52,6 +59,7 @@ def _up(args: argparse.Namespace) -> int:
         gpu_type=args.gpu_type,
         gpus_per_node=args.gpus_per_node,
         cpu_nodes=args.cpu_nodes,
+        volumes=args.volumes,
     )
     status = sandbox.status()
     print(

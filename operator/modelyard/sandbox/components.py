@@ -18,6 +18,16 @@ POD_CIDR = "10.244.0.1/16"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 CLOUD_CONTROLLERS = ("service-lb-controller", "cloud-node-lifecycle-controller", "node-route-controller")
 NODE_LEASE_SECONDS = 40
+#: Every write request (who, verb, resource) goes to logs/audit.log: `make bench` counts the operator's
+#: writes from it, and a failing test's log copy shows what changed the cluster.
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted, Panic]
+rules:
+  - level: Metadata
+    verbs: [create, update, patch, delete, deletecollection]
+  - level: None
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +53,14 @@ class Layout:
 
     def binary(self, name: str) -> Path:
         return self.bin_dir / name
+
+    @property
+    def audit_policy(self) -> Path:
+        return self.directory / "audit-policy.yaml"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.directory / "logs" / "audit.log"
 
 
 def etcd(layout: Layout) -> list[str]:
@@ -83,6 +101,10 @@ def kube_apiserver(layout: Layout) -> list[str]:
         "--authorization-mode=Node,RBAC",
         "--allow-privileged=true",
         "--profiling=false",
+        f"--audit-policy-file={layout.audit_policy}",
+        f"--audit-log-path={layout.audit_log}",
+        "--audit-log-maxsize=200",
+        "--audit-log-maxbackup=1",
     ]
 
 

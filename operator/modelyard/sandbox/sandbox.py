@@ -20,9 +20,9 @@ from typing import TypedDict
 import httpx
 
 from modelyard.errors import UserError
-from modelyard.sandbox import nodes, process
+from modelyard.sandbox import nodes, process, storage
 from modelyard.sandbox.binaries import find_bin_dir, find_stages
-from modelyard.sandbox.components import COMMANDS, SERVICE_IP, Layout
+from modelyard.sandbox.components import AUDIT_POLICY, COMMANDS, SERVICE_IP, Layout
 from modelyard.sandbox.kube import api_client, is_ready, wait_until, write_kubeconfig
 from modelyard.sandbox.pki import CLIENTS, Pki
 
@@ -128,8 +128,10 @@ class Sandbox:
         gpu_type: str = "nvidia-h100-80gb",
         gpus_per_node: int = 8,
         cpu_nodes: int = 1,
+        volumes: int = 50,
     ) -> None:
-        """Start the control plane and create the nodes; return once every node is Ready."""
+        """Start the control plane, create the nodes and a pool of ``volumes`` PersistentVolumes; return
+        once every node is Ready."""
         gpu = nodes.gpu_type(gpu_type)
         running = self.running_pid()
         if running is not None:
@@ -143,6 +145,7 @@ class Sandbox:
             with self._client() as client:
                 manifests = nodes.sandbox_nodes(gpu_nodes, gpu, gpus_per_node, cpu_nodes)
                 nodes.create_nodes(client, list(manifests))
+                storage.create_volumes(client, volumes)
                 total = gpu_nodes + cpu_nodes
                 self._wait(
                     layout,
@@ -210,6 +213,7 @@ class Sandbox:
         state = _State(ports=asdict(self.ports), bin_dir=str(bin_dir), api_url=self.api_url)
         (self.directory / STATE_FILE).write_text(json.dumps(state, indent=2))
         layout.pki.create(SERVICE_IP)
+        layout.audit_policy.write_text(AUDIT_POLICY)
         layout.kubeconfig("kwok").parent.mkdir()
         for name in CLIENTS:
             write_kubeconfig(
