@@ -28,7 +28,8 @@ sandbox-bin: ## kube-apiserver, controller-manager, scheduler, etcd and kwok, bu
 sandbox: install tools sandbox-bin ## start the local control plane (stop it with `make sandbox-down`)
 	@modelyard sandbox up
 
-sandbox-down: install
+sandbox-down: install ## stop the demo operator (if any) and the control plane
+	@if [ -f .sandbox/operator.pid ]; then kill $$(cat .sandbox/operator.pid) 2>/dev/null || true; fi
 	@modelyard sandbox down
 
 lint: install
@@ -52,8 +53,9 @@ demo: install tools sandbox-bin ## a sandbox with simulated H100 nodes, the CRDs
 	@hack/demo.sh
 
 bench: install tools sandbox-bin ## speed and memory figures, printed as numbers
-	@python benchmarks/render.py
-	@python benchmarks/sandbox.py
+	@echo "== offline render"; python benchmarks/render.py
+	@echo "== sandbox with 100 GPU nodes"; python benchmarks/sandbox.py
+	@echo "== ModelDeployment controller"; python benchmarks/controller.py
 
 clean:
 	@modelyard sandbox down 2>/dev/null || true

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# `make demo`: a local control plane with simulated H100 nodes, modelyard's CRDs and every example applied
-# through the real API server (admission runs our OpenAPI schemas and CEL rules), shown with kubectl; then
-# the capacity plans and the objects the operator creates, computed offline.
+# `make demo`: a local control plane with simulated H100 nodes, modelyard's CRDs, the operator, and every
+# example applied through the real API server (admission runs our OpenAPI schemas and CEL rules); then the
+# result as kubectl shows it, the capacity plans, and what the operator creates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export KUBECONFIG="$PWD/.sandbox/kubeconfig"
@@ -20,9 +20,26 @@ step "installing the CRDs"
 kubectl apply --server-side -f crds/
 kubectl wait --for=condition=Established crd -l app.kubernetes.io/part-of=modelyard --timeout=60s
 
-step "applying examples/"
+step "starting the operator (log: .sandbox/operator.log)"
+if [[ -f .sandbox/operator.pid ]] && kill -0 "$(cat .sandbox/operator.pid)" 2>/dev/null; then
+  echo "already running (pid $(cat .sandbox/operator.pid))"
+else
+  nohup modelyard run --all-namespaces --log-format plain > .sandbox/operator.log 2>&1 &
+  echo $! > .sandbox/operator.pid
+  echo "pid $!"
+fi
+
+step "applying examples/ (the tokens they reference are placeholders; modelyard never reads them)"
+kubectl create secret generic hf-token --from-literal=token=hf_placeholder --dry-run=client -o yaml | kubectl apply -f -
+kubectl create secret generic ngc-api-key --from-literal=key=nvapi-placeholder --dry-run=client -o yaml \
+  | kubectl apply -f -
 kubectl apply --server-side -f examples/
+
+step "waiting for the self-hosted models to become Ready"
+kubectl wait --for=jsonpath='{.status.phase}'=Ready modeldeployment --all --timeout=120s
 kubectl get modelyard -o wide
+kubectl get deployments,jobs,pvc,services,networkpolicies,pdb,hpa -l app.kubernetes.io/part-of=modelyard
+kubectl get events --field-selector involvedObject.kind=ModelDeployment --sort-by=.lastTimestamp | tail -n 12
 
 step "the API server rejects what the schema forbids (replicas and autoscaling together)"
 kubectl apply --dry-run=server -f - <<'YAML' || true
@@ -42,8 +59,5 @@ modelyard plan -f examples/
 step "a model that cannot fit is refused with the numbers"
 modelyard plan --model meta-llama/Llama-3.1-405B-Instruct --gpu nvidia-l4 || true
 
-step "what the operator creates for the examples (modelyard render -f examples/ | kubectl apply --dry-run=server)"
-modelyard render -f examples/ | kubectl apply --dry-run=server -f -
-
-printf '\nThe sandbox keeps running: KUBECONFIG=%s kubectl get modelyard\nStop it with: make sandbox-down\n' \
-  "$KUBECONFIG"
+printf '\nThe sandbox and the operator keep running: KUBECONFIG=%s kubectl get modelyard\n' "$KUBECONFIG"
+printf 'Stop both with: make sandbox-down\n'

@@ -54,8 +54,8 @@ _locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
 @kopf.on.resume(GROUP, VERSION, PLURAL)
-async def on_model_deployment(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await reconcile(memo.kube, memo.settings, dict(body), strict=True)
+async def on_model_deployment(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
+    await reconcile(memo.kube, memo.settings, str(meta["namespace"]), str(meta["name"]), strict=True)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
@@ -66,9 +66,7 @@ async def on_child(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     namespace = body.get("metadata", {}).get("namespace")
     if not owner or not namespace:
         return
-    parent = await memo.kube.get(API_VERSION, "ModelDeployment", namespace, owner)
-    if parent is not None and not parent["metadata"].get("deletionTimestamp"):
-        await reconcile(memo.kube, memo.settings, parent, strict=False)
+    await reconcile(memo.kube, memo.settings, namespace, owner, strict=False)
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
@@ -100,23 +98,24 @@ async def _recheck_unready(memo: kopf.Memo, index: kopf.Index[Any, str], interva
     while True:
         await asyncio.sleep(interval_s)
         for namespace, name in list(index):
-            body = await memo.kube.get(API_VERSION, "ModelDeployment", namespace, name)
-            if body is not None and not body["metadata"].get("deletionTimestamp"):
-                try:
-                    await reconcile(memo.kube, memo.settings, body, strict=False)
-                except (ApiError, kopf.PermanentError, httpx.HTTPError) as exc:
-                    logger.warning("re-checking ModelDeployment %s/%s failed: %s", namespace, name, exc)
+            try:
+                await reconcile(memo.kube, memo.settings, namespace, name, strict=False)
+            except (ApiError, httpx.HTTPError) as exc:
+                logger.warning("re-checking ModelDeployment %s/%s failed: %s", namespace, name, exc)
 
 
-async def reconcile(kube: Kube, settings: Settings, body: dict[str, Any], *, strict: bool) -> None:
+async def reconcile(kube: Kube, settings: Settings, namespace: str, name: str, *, strict: bool) -> None:
     """Bring one ModelDeployment's children and status in line with its spec.
 
     ``strict`` (the object's own handlers) turns an invalid spec into a PermanentError for kopf; from a
     child's event the condition and Event are enough.
     """
-    meta = body["metadata"]
-    async with _locks[(meta["namespace"], meta["name"])]:
-        await _Reconcile(kube, settings, body).run(strict=strict)
+    async with _locks[(namespace, name)]:
+        # Another trigger may have just written status: start from what the API server has now.
+        current = await kube.get(API_VERSION, "ModelDeployment", namespace, name)
+        if current is None or current["metadata"].get("deletionTimestamp"):
+            return
+        await _Reconcile(kube, settings, current).run(strict=strict)
 
 
 class _Reconcile:
@@ -259,21 +258,19 @@ class _Reconcile:
         self._post_transitions(conditions)
 
     def _post_transitions(self, conditions: list[dict[str, Any]]) -> None:
-        """One Event per condition whose status or reason changed, with the condition's reason."""
+        """One Event per condition whose status or reason changed, with the condition's reason. The summary
+        Ready condition gets its own Event only when it says something the others do not."""
         before = {c.get("type"): c for c in self.status.get("conditions", [])}
+        reasons = {c["reason"] for c in conditions if c["type"] != READY}
         for cond in conditions:
             old = before.get(cond["type"])
             if old is not None and (old.get("status"), old.get("reason")) == (cond["status"], cond["reason"]):
                 continue
-            kind = "Normal" if cond["status"] == "True" else "Warning"
-            if cond["status"] == "False" and cond["reason"] in _PROGRESS_REASONS:
-                kind = "Normal"
-            kopf.event(
-                self._owner,
-                type=kind,
-                reason=cond["reason"],
-                message=f"{cond['type']}={cond['status']}: {cond['message']}"[:1024],
-            )
+            if cond["type"] == READY and cond["status"] != "True" and cond["reason"] in reasons:
+                continue
+            kind = "Normal" if cond["status"] == "True" or cond["reason"] in _PROGRESS_REASONS else "Warning"
+            message = f"{cond['type']}={cond['status']}: {cond['message']}"[:1024]
+            kopf.event(self._owner, type=kind, reason=cond["reason"], message=message)
 
 
 _PROGRESS_REASONS = {"Downloading", "WaitingForCache", "Progressing", "Scaling"}

@@ -22,24 +22,25 @@ CLUSTER_NAME = "modelyard-sandbox"
 POLL_S = 0.25
 
 
-def write_kubeconfig(path: Path, api_url: str, ca_cert: Path, client: KeyPair, user: str) -> None:
-    """Write a self-contained kubeconfig (certificates embedded) for ``user`` at ``path``."""
+def write_kubeconfig(path: Path, api_url: str, ca_cert: Path, client: KeyPair | str, user: str) -> None:
+    """Write a self-contained kubeconfig for ``user`` at ``path``: certificates embedded, and ``client`` is
+    either a key pair or a bearer token (e.g. a ServiceAccount's, to act as that account)."""
 
     def b64(p: Path) -> str:
         return base64.b64encode(p.read_bytes()).decode()
 
+    credentials = (
+        {"token": client}
+        if isinstance(client, str)
+        else {"client-certificate-data": b64(client.cert), "client-key-data": b64(client.key)}
+    )
     config = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [
             {"name": CLUSTER_NAME, "cluster": {"server": api_url, "certificate-authority-data": b64(ca_cert)}}
         ],
-        "users": [
-            {
-                "name": user,
-                "user": {"client-certificate-data": b64(client.cert), "client-key-data": b64(client.key)},
-            }
-        ],
+        "users": [{"name": user, "user": credentials}],
         "contexts": [{"name": CLUSTER_NAME, "context": {"cluster": CLUSTER_NAME, "user": user}}],
         "current-context": CLUSTER_NAME,
     }
