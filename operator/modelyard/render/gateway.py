@@ -52,7 +52,9 @@ from .model_deployment import endpoint as model_deployment_endpoint
 KIND = "RoutePolicy"
 #: Pinned LiteLLM proxy (an LTS release; the non-root variant of the official image). spec.gateway.image
 #: overrides it per RoutePolicy, the ``image`` argument of :func:`render_gateway` per operator.
-LITELLM_IMAGE = "ghcr.io/berriai/litellm-non_root:v1.108.11"
+#: The LiteLLM release the gateway runs; `make tools` installs the same release from PyPI for the tests.
+LITELLM_VERSION = "1.106.2"
+LITELLM_IMAGE = f"ghcr.io/berriai/litellm-non_root:main-v{LITELLM_VERSION}"
 PORT = 4000
 RUN_AS_USER = 65534
 CONFIG_DIR = "/etc/litellm"

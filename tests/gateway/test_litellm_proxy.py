@@ -1,0 +1,253 @@
+"""The compiled config running in the real LiteLLM proxy, in front of local OpenAI-compatible servers.
+
+The config is exactly what the operator compiles; only the in-cluster Service names are mapped to the test
+servers' loopback addresses, as cluster DNS would map them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from modelyard.api import ModelDeployment, RoutePolicy
+from modelyard.render.gateway import compile_litellm_config
+from modelyard.render.routing import ClusterPolicy, resolve_routes
+
+NAMESPACE = "ml"
+MASTER_KEY = "sk-test-master-key"
+SLOW_S = 30
+
+
+class Backend:
+    """An OpenAI-compatible server that answers as ``name``, fails with 503, or hangs."""
+
+    def __init__(self, name: str, behaviour: str = "ok") -> None:
+        self.name, self.behaviour = name, behaviour
+        self.requests = 0
+        backend = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                backend.requests += 1
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if backend.behaviour == "503":
+                    self._send(503, {"error": {"message": "overloaded", "type": "server_error"}})
+                    return
+                if backend.behaviour == "slow":
+                    time.sleep(SLOW_S)
+                self._send(200, completion(backend.name))
+
+            def _send(self, code: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def completion(name: str) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{name}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": name,
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": f"from {name}"}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
+    }
+
+
+def model_deployment(name: str, classification: str = "restricted") -> ModelDeployment:
+    return ModelDeployment.model_validate(
+        {
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {
+                "model": {"name": name, "source": "hf://meta-llama/Llama-3.1-8B-Instruct"},
+                "gpu": {"type": "nvidia-h100-80gb"},
+                "dataClassification": classification,
+            },
+            "status": {
+                "phase": "Ready",
+                "conditions": [{"type": "Ready", "status": "True", "reason": "Ready"}],
+            },
+        }
+    )
+
+
+POLICY = RoutePolicy.model_validate(
+    {
+        "metadata": {"name": "gw", "namespace": NAMESPACE},
+        "spec": {
+            "routes": [
+                {
+                    "model": "split",
+                    "strategy": "weighted",
+                    "retries": 0,
+                    "backends": [
+                        {"modelDeploymentRef": "a", "weight": 80},
+                        {"modelDeploymentRef": "b", "weight": 20},
+                    ],
+                },
+                {
+                    "model": "unavailable",
+                    "retries": 0,
+                    "backends": [{"modelDeploymentRef": "down"}, {"modelDeploymentRef": "spare"}],
+                },
+                {
+                    "model": "hanging",
+                    "retries": 0,
+                    "timeoutSeconds": 2,
+                    "backends": [{"modelDeploymentRef": "stuck"}, {"modelDeploymentRef": "spare"}],
+                },
+                {
+                    "model": "secret",
+                    "dataClassification": "restricted",
+                    "backends": [{"modelDeploymentRef": "internal-only"}],
+                },
+            ]
+        },
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def backends() -> Iterator[dict[str, Backend]]:
+    servers = {n: Backend(n) for n in ("a", "b", "spare", "internal-only")}
+    servers["down"] = Backend("down", "503")
+    servers["stuck"] = Backend("stuck", "slow")
+    yield servers
+    for server in servers.values():
+        server.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def proxy(backends: dict[str, Backend], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The LiteLLM proxy from `make tools`, running the compiled config."""
+    litellm = shutil.which("litellm")
+    assert litellm, "the litellm command is installed by `make tools`"
+    mds = {name: model_deployment(name) for name in backends}
+    mds["internal-only"] = model_deployment("internal-only", classification="internal")
+    routes, _ = resolve_routes(POLICY, ClusterPolicy(), mds, {}, namespace=NAMESPACE)
+    config = compile_litellm_config(POLICY, routes)
+    text = yaml.safe_dump(config)
+    for name, server in backends.items():  # what cluster DNS does for the Services
+        text = text.replace(f"http://{name}.{NAMESPACE}.svc:8000/v1", server.url)
+    directory = tmp_path_factory.mktemp("litellm")
+    (directory / "config.yaml").write_text(text)
+    port = free_port()
+    env = {
+        **os.environ,
+        "LITELLM_MASTER_KEY": MASTER_KEY,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_LOG": "ERROR",
+        "NO_DOCS": "True",
+    }
+    log = (directory / "litellm.log").open("w")
+    process = subprocess.Popen(
+        [litellm, "--config", str(directory / "config.yaml"), "--port", str(port), "--host", "127.0.0.1"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, (directory / "litellm.log").read_text()[-3000:]
+            try:
+                if httpx.get(f"{url}/health/readiness", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "LiteLLM did not become ready"
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+def chat(proxy: str, model: str, timeout_s: float = 30) -> httpx.Response:
+    return httpx.post(
+        f"{proxy}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {MASTER_KEY}"},
+        json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+        timeout=timeout_s,
+    )
+
+
+def answered_by(response: httpx.Response) -> str:
+    assert response.status_code == 200, response.text
+    content: str = response.json()["choices"][0]["message"]["content"]
+    return content.removeprefix("from ")
+
+
+def test_weighted_split_within_tolerance(proxy: str) -> None:
+    counts = Counter(answered_by(chat(proxy, "split")) for _ in range(300))
+    assert set(counts) == {"a", "b"}
+    assert 0.72 <= counts["a"] / 300 <= 0.88, counts
+
+
+def test_fallback_when_the_primary_answers_503(proxy: str, backends: dict[str, Backend]) -> None:
+    before = backends["down"].requests
+    assert answered_by(chat(proxy, "unavailable")) == "spare"
+    assert backends["down"].requests > before  # the primary was tried first
+
+
+def test_fallback_when_the_primary_times_out(proxy: str, backends: dict[str, Backend]) -> None:
+    started = time.monotonic()
+    assert answered_by(chat(proxy, "hanging")) == "spare"
+    assert backends["stuck"].requests >= 1
+    assert time.monotonic() - started < SLOW_S  # the route's 2 s timeout, not the backend's hang
+
+
+def test_route_with_only_ineligible_backends_never_reaches_them(
+    proxy: str, backends: dict[str, Backend]
+) -> None:
+    for name in ("secret", "openai/internal-only", "secret:ModelDeployment/internal-only"):
+        response = chat(proxy, name)
+        assert response.status_code >= 400, response.text
+    assert backends["internal-only"].requests == 0
+
+
+def test_requests_without_the_master_key_are_refused(proxy: str, backends: dict[str, Backend]) -> None:
+    before = backends["a"].requests
+    response = httpx.post(f"{proxy}/v1/chat/completions", json={"model": "split", "messages": []}, timeout=10)
+    assert response.status_code >= 400
+    assert backends["a"].requests == before
