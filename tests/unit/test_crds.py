@@ -94,7 +94,7 @@ def test_printer_columns() -> None:
     assert columns["ModelDeployment"][:4] == ["Engine", "Model", "GPU", "GPUs"]
     assert {"Ready", "Age"} <= set(columns["ModelDeployment"])
     assert {"Provider", "Region", "Auth", "Private", "Ready"} <= set(columns["ProviderBinding"])
-    assert {"Routes", "Endpoint", "Ready"} <= set(columns["RoutePolicy"])
+    assert {"Served", "Endpoint", "Ready"} <= set(columns["RoutePolicy"])
 
 
 def test_checked_in_crds_match_the_models() -> None:

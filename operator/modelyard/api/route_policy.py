@@ -173,6 +173,10 @@ class RoutePolicyStatus(ApiModel):
 
     observed_generation: int | None = Field(default=None, description="Generation this status is for.")
     endpoint: str | None = Field(default=None, description="The gateway's OpenAI-compatible base URL.")
+    served: str | None = Field(
+        default=None,
+        description="Routes the gateway serves, comma-separated; routes with no eligible backend are left out.",
+    )
     routes: list[RouteStatus] = Field(default_factory=list, description="Per-route resolution.")
     findings: list[Finding] = Field(default_factory=list, description="Security findings.")
     conditions: list[Condition] = Field(
@@ -188,10 +192,10 @@ class RoutePolicy(ApiModel):
     SHORT_NAMES: ClassVar[list[str]] = ["rp"]
     PRINTER_COLUMNS: ClassVar[list[dict[str, Any]]] = [
         {
-            "name": "Routes",
+            "name": "Served",
             "type": "string",
-            "jsonPath": ".spec.routes[*].model",
-            "description": "Model names clients can send.",
+            "jsonPath": ".status.served",
+            "description": "Routes the gateway serves (model names clients can send).",
         },
         {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint"},
         condition_column("Compliant", "Compliant", priority=1),

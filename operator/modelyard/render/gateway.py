@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -158,6 +158,21 @@ class ResolvedRoute:
     backends: tuple[ResolvedBackend, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class GatewayEngine:
+    """What the gateway renderer needs from a data-plane engine. LiteLLM is the one modelyard runs; a second
+    engine (Envoy AI Gateway) is another instance of this, with its own compiler."""
+
+    name: str  #: container name
+    image: str
+    port: int
+    compile: Callable[[RoutePolicy, Sequence[ResolvedRoute]], dict[str, Any]]  #: routes -> engine config
+    args: tuple[str, ...]  #: command-line arguments (the config is mounted at CONFIG_DIR/CONFIG_KEY)
+    readiness_path: str
+    liveness_path: str
+    env: tuple[tuple[str, str], ...] = ()  #: fixed, non-secret environment
+
+
 def binding_models(binding: ProviderBinding) -> list[str]:
     """What routes may name in ``model`` for this binding: Bedrock model ids or Azure deployment names."""
     if binding.spec.bedrock is not None:
@@ -206,6 +221,18 @@ def compile_litellm_config(policy: RoutePolicy, routes: Sequence[ResolvedRoute])
 def config_yaml(config: dict[str, Any]) -> str:
     """The config as the ConfigMap holds it: deterministic YAML."""
     return yaml.safe_dump(config, sort_keys=False, default_flow_style=False, width=120)
+
+
+LITELLM = GatewayEngine(
+    name="litellm",
+    image=LITELLM_IMAGE,
+    port=PORT,
+    compile=compile_litellm_config,
+    args=("--config", f"{CONFIG_DIR}/{CONFIG_KEY}", "--port", str(PORT)),
+    readiness_path="/health/readiness",
+    liveness_path="/health/liveliness",
+    env=(("LITELLM_LOCAL_MODEL_COST_MAP", "True"),),
+)
 
 
 def _group(route: Route, index: int) -> str:
@@ -295,11 +322,14 @@ def render_gateway(
     wiring: IdentityWiring,
     *,
     namespace: str,
-    image: str = LITELLM_IMAGE,
+    image: str | None = None,
+    engine: GatewayEngine = LITELLM,
 ) -> list[Manifest]:
     """ServiceAccount, ConfigMap, Service, NetworkPolicy and Deployment of the policy's gateway, in the
-    order the controller applies them."""
-    gateway = _Gateway(policy, routes, wiring, namespace, policy.spec.gateway.image or image)
+    order the controller applies them. The image is ``spec.gateway.image``, else ``image`` (the operator's
+    setting), else the engine's pinned one."""
+    chosen = policy.spec.gateway.image or image or engine.image
+    gateway = _Gateway(policy, routes, wiring, namespace=namespace, image=chosen, engine=engine)
     return [
         gateway.service_account(),
         gateway.config_map(),
@@ -315,9 +345,12 @@ class _Gateway:
         policy: RoutePolicy,
         routes: Sequence[ResolvedRoute],
         wiring: IdentityWiring,
+        *,
         namespace: str,
         image: str,
+        engine: GatewayEngine,
     ) -> None:
+        self.engine = engine
         self.policy_name = policy.metadata.name
         self.name = gateway_name(self.policy_name)
         self.namespace = namespace
@@ -325,7 +358,7 @@ class _Gateway:
         self.backends = [b for r in routes for b in r.backends]
         self.wiring = wiring
         self.image = image
-        self.config = config_yaml(compile_litellm_config(policy, routes))
+        self.config = config_yaml(engine.compile(policy, routes))
         self.config_hash = hashlib.sha256(self.config.encode()).hexdigest()[:16]
         egress_inputs = [(b.key, b.egress_cidrs) for b in self.backends]
         self.digest = spec_hash(policy.spec.to_wire(), self.config, egress_inputs, asdict(wiring), image)
@@ -363,7 +396,9 @@ class _Gateway:
             "spec": {
                 "type": "ClusterIP",
                 "selector": self._selector(),
-                "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
+                "ports": [
+                    {"name": "http", "port": self.engine.port, "targetPort": "http", "protocol": "TCP"}
+                ],
             },
         }
 
@@ -382,7 +417,7 @@ class _Gateway:
             "spec": {
                 "podSelector": {"matchLabels": self._selector()},
                 "policyTypes": ["Ingress", "Egress"],
-                "ingress": [{"from": clients, "ports": [{"protocol": "TCP", "port": PORT}]}],
+                "ingress": [{"from": clients, "ports": [{"protocol": "TCP", "port": self.engine.port}]}],
                 "egress": self._egress(),
             },
         }
@@ -451,15 +486,16 @@ class _Gateway:
         }
 
     def _container(self) -> dict[str, Any]:
+        engine = self.engine
         return {
-            "name": "litellm",
+            "name": engine.name,
             "image": self.image,
-            "args": ["--config", f"{CONFIG_DIR}/{CONFIG_KEY}", "--port", str(PORT)],
-            "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+            "args": list(engine.args),
+            "ports": [{"name": "http", "containerPort": engine.port, "protocol": "TCP"}],
             "env": self._env(),
-            "startupProbe": _probe("/health/readiness", period=5, failures=60),
-            "readinessProbe": _probe("/health/readiness", period=10, failures=3),
-            "livenessProbe": _probe("/health/liveliness", period=15, failures=5),
+            "startupProbe": _probe(engine.readiness_path, period=5, failures=60),
+            "readinessProbe": _probe(engine.readiness_path, period=10, failures=3),
+            "livenessProbe": _probe(engine.liveness_path, period=15, failures=5),
             "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
             "securityContext": {**restricted_security_context(), "readOnlyRootFilesystem": True},
             "volumeMounts": [
@@ -472,7 +508,7 @@ class _Gateway:
         master_key = {"name": master_key_secret(self.policy_name), "key": MASTER_KEY_SECRET_KEY}
         return [
             {"name": MASTER_KEY_ENV, "valueFrom": {"secretKeyRef": master_key}},
-            {"name": "LITELLM_LOCAL_MODEL_COST_MAP", "value": "True"},
+            *({"name": name, "value": value} for name, value in self.engine.env),
             *copy.deepcopy(self.wiring.env),
         ]
 
