@@ -116,6 +116,13 @@ class ObjectMeta(BaseModel):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
+class Resource(ApiModel):
+    """The envelope every modelyard kind shares; subclasses add ``kind``, ``spec`` and ``status``."""
+
+    api_version: str = Field(default=API_VERSION)
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+
+
 def condition_column(name: str, condition: str, priority: int = 0) -> dict[str, Any]:
     """A printer column showing the status of one condition."""
     column: dict[str, Any] = {

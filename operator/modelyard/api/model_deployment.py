@@ -9,12 +9,11 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from .common import (
     AGE_COLUMN,
-    API_VERSION,
     ApiModel,
     Condition,
     DataClassification,
     Finding,
-    ObjectMeta,
+    Resource,
     Rule,
     SecretKeyRef,
     cel_rules,
@@ -366,7 +365,7 @@ class ModelDeploymentStatus(ApiModel):
     )
 
 
-class ModelDeployment(ApiModel):
+class ModelDeployment(Resource):
     """A self-hosted model served by vLLM or NVIDIA NIM on GPUs, with a capacity plan, weight cache,
     probes, autoscaling and a NetworkPolicy."""
 
@@ -395,12 +394,6 @@ class ModelDeployment(ApiModel):
         AGE_COLUMN,
     ]
 
-    api_version: str = Field(default=API_VERSION)
     kind: str = Field(default="ModelDeployment")
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: ModelDeploymentSpec
     status: ModelDeploymentStatus | None = None
-
-    @classmethod
-    def parse(cls, body: dict[str, Any]) -> ModelDeployment:
-        return cls.model_validate(dict(body))

@@ -10,13 +10,12 @@ from pydantic import ConfigDict, Field, model_validator
 
 from .common import (
     AGE_COLUMN,
-    API_VERSION,
     DNS_LABEL,
     ApiModel,
     Condition,
     DataClassification,
     Finding,
-    ObjectMeta,
+    Resource,
     Rule,
     SecretRef,
     cel_rules,
@@ -258,7 +257,7 @@ class ProviderBindingStatus(ApiModel):
     )
 
 
-class ProviderBinding(ApiModel):
+class ProviderBinding(Resource):
     """A managed LLM provider bound with keyless identity and verified private connectivity."""
 
     KIND: ClassVar[str] = "ProviderBinding"
@@ -279,12 +278,6 @@ class ProviderBinding(ApiModel):
         AGE_COLUMN,
     ]
 
-    api_version: str = Field(default=API_VERSION)
     kind: str = Field(default="ProviderBinding")
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: ProviderBindingSpec
     status: ProviderBindingStatus | None = None
-
-    @classmethod
-    def parse(cls, body: dict[str, Any]) -> ProviderBinding:
-        return cls.model_validate(dict(body))

@@ -9,13 +9,12 @@ from pydantic import ConfigDict, Field, model_validator
 
 from .common import (
     AGE_COLUMN,
-    API_VERSION,
     DNS_SUBDOMAIN,
     ApiModel,
     Condition,
     DataClassification,
     Finding,
-    ObjectMeta,
+    Resource,
     Rule,
     cel_rules,
     condition_column,
@@ -175,7 +174,7 @@ class RoutePolicyStatus(ApiModel):
     endpoint: str | None = Field(default=None, description="The gateway's OpenAI-compatible base URL.")
     served: str | None = Field(
         default=None,
-        description="Routes the gateway serves, comma-separated; routes with no eligible backend are left out.",
+        description="Routes the gateway serves, comma-separated (routes with no eligible backend are not).",
     )
     routes: list[RouteStatus] = Field(default_factory=list, description="Per-route resolution.")
     findings: list[Finding] = Field(default_factory=list, description="Security findings.")
@@ -184,7 +183,7 @@ class RoutePolicyStatus(ApiModel):
     )
 
 
-class RoutePolicy(ApiModel):
+class RoutePolicy(Resource):
     """Routes, fallbacks, weights and data-classification rules, served by a LiteLLM proxy gateway."""
 
     KIND: ClassVar[str] = "RoutePolicy"
@@ -203,12 +202,6 @@ class RoutePolicy(ApiModel):
         AGE_COLUMN,
     ]
 
-    api_version: str = Field(default=API_VERSION)
     kind: str = Field(default="RoutePolicy")
-    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: RoutePolicySpec
     status: RoutePolicyStatus | None = None
-
-    @classmethod
-    def parse(cls, body: dict[str, Any]) -> RoutePolicy:
-        return cls.model_validate(dict(body))
