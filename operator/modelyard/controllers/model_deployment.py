@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import kopf
 from pydantic import ValidationError
 
 from modelyard.api import GROUP, VERSION, ModelDeployment
-from modelyard.api.conditions import Cond, merge_conditions, now_rfc3339, summary
+from modelyard.api.conditions import Cond
 from modelyard.api.model_deployment import Phase, SourceScheme
 from modelyard.config import Settings
 from modelyard.errors import Infeasible, UserError
@@ -26,7 +26,6 @@ from modelyard.kube import ApiError, Kube
 from modelyard.manifests import format_validation_error
 from modelyard.planning.capacity import Plan
 from modelyard.planning.spec import plan_deployment
-from modelyard.render.common import SPEC_HASH_ANNOTATION, Manifest
 from modelyard.render.model_deployment import (
     DOWNLOADER,
     SERVER,
@@ -37,6 +36,9 @@ from modelyard.render.model_deployment import (
     render_model_deployment,
 )
 
+from .common import READY, Owner
+from .metrics import instrumented
+
 API_VERSION = f"{GROUP}/{VERSION}"
 PLURAL = "modeldeployments"
 OWNER_LABEL = "modelyard.dev/modeldeployment"
@@ -45,7 +47,7 @@ MANAGED: dict[str, Any] = {
     OWNER_LABEL: kopf.PRESENT,
 }
 
-PLANNED, MODEL_CACHED, AVAILABLE, READY = "Planned", "ModelCached", "Available", "Ready"
+PLANNED, MODEL_CACHED, AVAILABLE = "Planned", "ModelCached", "Available"
 
 logger = logging.getLogger(__name__)
 _locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -104,6 +106,7 @@ async def _recheck_unready(memo: kopf.Memo, index: kopf.Index[Any, str], interva
                 logger.warning("re-checking ModelDeployment %s/%s failed: %s", namespace, name, exc)
 
 
+@instrumented("ModelDeployment")
 async def reconcile(kube: Kube, settings: Settings, namespace: str, name: str, *, strict: bool) -> None:
     """Bring one ModelDeployment's children and status in line with its spec.
 
@@ -118,16 +121,10 @@ async def reconcile(kube: Kube, settings: Settings, namespace: str, name: str, *
         await _Reconcile(kube, settings, current).run(strict=strict)
 
 
-class _Reconcile:
+class _Reconcile(Owner):
     def __init__(self, kube: Kube, settings: Settings, body: dict[str, Any]) -> None:
-        self.kube = kube
+        super().__init__(kube, body, progress_reasons=_PROGRESS_REASONS)
         self.settings = settings
-        self.body = body
-        self.namespace: str = body["metadata"]["namespace"]
-        self.name: str = body["metadata"]["name"]
-        self.generation: int | None = body["metadata"].get("generation")
-        self.status: dict[str, Any] = dict(body.get("status") or {})
-        self._owner = kopf.Body(cast(kopf.RawBody, body))
 
     async def run(self, *, strict: bool) -> None:
         try:
@@ -147,58 +144,31 @@ class _Reconcile:
             await self._finish([Cond.false(PLANNED, "InvalidSpec", str(exc))], phase=Phase.FAILED)
             return
         planned = Cond.true(PLANNED, "Planned", _plan_message(plan))
-        children = render_model_deployment(
-            md, plan, Images(self.settings.vllm_image, self.settings.aws_cli_image)
-        )
-        failed = await self._apply_all([*children.base, *children.cache])
+        images = Images(self.settings.vllm_image, self.settings.aws_cli_image)
+        children = render_model_deployment(md, plan, images)
+        failed = await self.apply_children([*children.base, *children.cache])
         if failed is not None:
             await self._finish([planned, failed], phase=Phase.FAILED, plan=plan)
             return
         cached = await self._cache_condition(md, children)
-        conditions = [planned, cached]
         if cached.status != "True":
             phase = Phase.FAILED if cached.reason == "DownloadFailed" else Phase.DOWNLOADING
-            await self._finish(
-                [*conditions, Cond.false(AVAILABLE, "WaitingForCache", "weights not cached yet")],
-                phase=phase,
-                plan=plan,
-            )
+            waiting = Cond.false(AVAILABLE, "WaitingForCache", "weights not cached yet")
+            await self._finish([planned, cached, waiting], phase=phase, plan=plan)
             return
         await self._remove_stale_jobs(children)
-        failed = await self._apply_all(children.serving)
+        failed = await self.apply_children(children.serving)
         if failed is not None:
-            await self._finish([*conditions, failed], phase=Phase.FAILED, plan=plan)
+            await self._finish([planned, cached, failed], phase=Phase.FAILED, plan=plan)
             return
         deployment = await self.kube.get("apps/v1", "Deployment", self.namespace, self.name) or {}
         available, replicas = _availability(deployment, md.spec.desired_replicas)
         if available.status != "True":
             available = await self._unschedulable() or available
         phase = Phase.READY if available.status == "True" else Phase.DEPLOYING
-        await self._finish([*conditions, available], phase=phase, plan=plan, replicas=replicas)
+        await self._finish([planned, cached, available], phase=phase, plan=plan, replicas=replicas)
 
     # --- children -------------------------------------------------------------------------------
-    async def _apply_all(self, objects: list[Manifest]) -> Cond | None:
-        """Apply each child whose spec hash differs; on failure, the condition names the child."""
-        for obj in objects:
-            kopf.append_owner_reference(obj, owner=self._owner)
-            try:
-                await self._apply(obj)
-            except ApiError as exc:
-                kind = obj["kind"]
-                return Cond.false(READY, f"{kind}Failed", f"{kind} {obj['metadata']['name']}: {exc.message}")
-        return None
-
-    async def _apply(self, obj: Manifest) -> None:
-        meta = obj["metadata"]
-        current = await self.kube.get(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
-        wanted = meta["annotations"][SPEC_HASH_ANNOTATION]
-        if (
-            current is not None
-            and current["metadata"].get("annotations", {}).get(SPEC_HASH_ANNOTATION) == wanted
-        ):
-            return
-        await self.kube.apply(obj)
-
     async def _cache_condition(self, md: ModelDeployment, children: ModelDeploymentChildren) -> Cond:
         if md.spec.model.scheme is SourceScheme.PVC:
             claim = cache_claim_name(md)
@@ -237,40 +207,12 @@ class _Reconcile:
         plan: Plan | None = None,
         replicas: tuple[int, int] | None = None,
     ) -> None:
-        ready = summary(conds) if conds[-1].type != READY else conds[-1]
-        conds = [c for c in conds if c.type != READY]
-        conditions = merge_conditions(
-            self.status.get("conditions", []), [*conds, ready], self.generation, now_rfc3339()
-        )
-        status: dict[str, Any] = {
-            "observedGeneration": self.generation,
-            "phase": phase.value,
-            "conditions": conditions,
-            "endpoint": endpoint(self.name, self.namespace),
-        }
+        fields: dict[str, Any] = {"phase": phase.value, "endpoint": endpoint(self.name, self.namespace)}
         if plan is not None:
-            status["plan"] = plan.to_status()
+            fields["plan"] = plan.to_status()
         if replicas is not None:
-            status["replicas"], status["readyReplicas"] = replicas
-        if all(self.status.get(key) == value for key, value in status.items()):
-            return
-        await self.kube.patch_status(API_VERSION, "ModelDeployment", self.namespace, self.name, status)
-        self._post_transitions(conditions)
-
-    def _post_transitions(self, conditions: list[dict[str, Any]]) -> None:
-        """One Event per condition whose status or reason changed, with the condition's reason. The summary
-        Ready condition gets its own Event only when it says something the others do not."""
-        before = {c.get("type"): c for c in self.status.get("conditions", [])}
-        reasons = {c["reason"] for c in conditions if c["type"] != READY}
-        for cond in conditions:
-            old = before.get(cond["type"])
-            if old is not None and (old.get("status"), old.get("reason")) == (cond["status"], cond["reason"]):
-                continue
-            if cond["type"] == READY and cond["status"] != "True" and cond["reason"] in reasons:
-                continue
-            kind = "Normal" if cond["status"] == "True" or cond["reason"] in _PROGRESS_REASONS else "Warning"
-            message = f"{cond['type']}={cond['status']}: {cond['message']}"[:1024]
-            kopf.event(self._owner, type=kind, reason=cond["reason"], message=message)
+            fields["replicas"], fields["readyReplicas"] = replicas
+        await self.write_status(conds, fields)
 
 
 _PROGRESS_REASONS = {"Downloading", "WaitingForCache", "Progressing", "Scaling"}

@@ -1,0 +1,87 @@
+"""What every controller does the same way: apply owned children only when their spec hash changed, and
+write status as the Kubernetes API conventions want it, only when it changed, with one Event per
+condition transition."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any, cast
+
+import kopf
+
+from modelyard.api.conditions import Cond, merge_conditions, now_rfc3339, summary
+from modelyard.kube import ApiError, Kube
+from modelyard.render.common import SPEC_HASH_ANNOTATION, Manifest
+
+READY = "Ready"
+MAX_EVENT_MESSAGE = 1024
+
+
+class Owner:
+    """One custom resource being reconciled: where it is, its last status, and how to write the next."""
+
+    def __init__(self, kube: Kube, body: dict[str, Any], *, progress_reasons: Collection[str] = ()) -> None:
+        self.kube = kube
+        self.body = body
+        self.api_version: str = body["apiVersion"]
+        self.kind: str = body["kind"]
+        self.namespace: str = body["metadata"]["namespace"]
+        self.name: str = body["metadata"]["name"]
+        self.generation: int | None = body["metadata"].get("generation")
+        self.status: dict[str, Any] = dict(body.get("status") or {})
+        self.kopf_body = kopf.Body(cast(kopf.RawBody, body))
+        self._progress = set(progress_reasons)
+
+    async def apply_children(self, objects: list[Manifest], failed_type: str = READY) -> Cond | None:
+        """Server-side apply each child (owned by this object) whose spec hash differs from the cluster's;
+        on failure, a False condition of ``failed_type`` whose reason names the child's kind."""
+        for obj in objects:
+            kopf.append_owner_reference(obj, owner=self.kopf_body)
+            meta = obj["metadata"]
+            try:
+                current = await self.kube.get(
+                    obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"]
+                )
+                have = (
+                    ((current or {}).get("metadata") or {}).get("annotations", {}).get(SPEC_HASH_ANNOTATION)
+                )
+                if current is None or have != meta["annotations"][SPEC_HASH_ANNOTATION]:
+                    await self.kube.apply(obj)
+            except ApiError as exc:
+                kind = obj["kind"]
+                return Cond.false(failed_type, f"{kind}Failed", f"{kind} {meta['name']}: {exc.message}")
+        return None
+
+    async def write_status(self, conds: list[Cond], fields: dict[str, Any]) -> None:
+        """Status with ``conds`` (plus the summary Ready condition unless ``conds`` ends with one) and
+        ``fields``; nothing is written when it would not change."""
+        ready = conds[-1] if conds[-1].type == READY else summary(conds)
+        merged = merge_conditions(
+            self.status.get("conditions", []),
+            [*(c for c in conds if c.type != READY), ready],
+            self.generation,
+            now_rfc3339(),
+        )
+        status = {"observedGeneration": self.generation, **fields, "conditions": merged}
+        if all(self.status.get(key) == value for key, value in status.items()):
+            return
+        await self.kube.patch_status(self.api_version, self.kind, self.namespace, self.name, status)
+        self._post_transitions(merged)
+        self.status.update(status)
+
+    def _post_transitions(self, conditions: list[dict[str, Any]]) -> None:
+        """One Event per condition whose status or reason changed, with the condition's reason. The summary
+        Ready condition gets its own Event only when it says something the others do not."""
+        before = {c.get("type"): c for c in self.status.get("conditions", [])}
+        reasons = {c["reason"] for c in conditions if c["type"] != READY}
+        for cond in conditions:
+            old = before.get(cond["type"])
+            if old is not None and (old.get("status"), old.get("reason")) == (cond["status"], cond["reason"]):
+                continue
+            if cond["type"] == READY and cond["status"] != "True" and cond["reason"] in reasons:
+                continue
+            normal = cond["status"] == "True" or cond["reason"] in self._progress
+            message = f"{cond['type']}={cond['status']}: {cond['message']}"[:MAX_EVENT_MESSAGE]
+            kopf.event(
+                self.kopf_body, type="Normal" if normal else "Warning", reason=cond["reason"], message=message
+            )
