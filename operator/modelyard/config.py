@@ -14,6 +14,8 @@ from modelyard.render.routing import ClusterPolicy
 
 PREFIX = "MODELYARD_"
 TRUE = ("1", "true", "yes", "on")
+AZURE_RESOURCE_MANAGER_URL = "https://management.azure.com"
+AZURE_RESOURCE_MANAGER_SCOPE = "https://management.azure.com/.default"
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,11 +26,20 @@ class Settings:
     vllm_image: str = VLLM_IMAGE
     aws_cli_image: str = AWS_CLI_IMAGE
     litellm_image: str = LITELLM_IMAGE
+    #: Azure Resource Manager: where ProviderBinding verification reads accounts, and the token scope for it
+    #: (sovereign clouds differ, e.g. https://management.usgovcloudapi.net).
+    azure_resource_manager_url: str = AZURE_RESOURCE_MANAGER_URL
+    azure_resource_manager_scope: str = AZURE_RESOURCE_MANAGER_SCOPE
+    #: A hosts(5) file whose names the endpoint DNS check answers from instead of DNS (split-horizon setups
+    #: where the operator's resolver cannot see the private zone; offline tests).
+    hosts_file: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """``MODELYARD_ALLOW_STATIC_CREDENTIALS``, ``MODELYARD_REQUIRE_PRIVATE_CONNECTIVITY_FROM``,
-        ``MODELYARD_ALLOWED_REGIONS`` (comma-separated) and ``MODELYARD_{VLLM,AWS_CLI,LITELLM}_IMAGE``."""
+        ``MODELYARD_ALLOWED_REGIONS`` (comma-separated), ``MODELYARD_{VLLM,AWS_CLI,LITELLM}_IMAGE``,
+        ``MODELYARD_AZURE_RESOURCE_MANAGER_URL``, ``MODELYARD_AZURE_RESOURCE_MANAGER_SCOPE`` and
+        ``MODELYARD_HOSTS_FILE``."""
         values = os.environ if env is None else env
 
         def get(name: str, default: str = "") -> str:
@@ -46,4 +57,7 @@ class Settings:
             vllm_image=get("VLLM_IMAGE", VLLM_IMAGE),
             aws_cli_image=get("AWS_CLI_IMAGE", AWS_CLI_IMAGE),
             litellm_image=get("LITELLM_IMAGE", LITELLM_IMAGE),
+            azure_resource_manager_url=get("AZURE_RESOURCE_MANAGER_URL", AZURE_RESOURCE_MANAGER_URL),
+            azure_resource_manager_scope=get("AZURE_RESOURCE_MANAGER_SCOPE", AZURE_RESOURCE_MANAGER_SCOPE),
+            hosts_file=get("HOSTS_FILE") or None,
         )

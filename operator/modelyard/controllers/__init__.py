@@ -1,6 +1,7 @@
 """kopf handlers: thin layers that parse, call the pure code, apply and write status. Importing this package
 registers them."""
 
-from . import model_deployment, runtime
+from . import runtime  # noqa: I001 - first: the others read the settings it loads
+from . import model_deployment, provider_binding, route_policy
 
-__all__ = ["model_deployment", "runtime"]
+__all__ = ["model_deployment", "provider_binding", "route_policy", "runtime"]

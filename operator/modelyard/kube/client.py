@@ -121,14 +121,15 @@ class Kube:
         items: list[Obj] = response.json().get("items", [])
         return items
 
-    async def apply(self, obj: Obj, *, force: bool = True) -> Obj:
-        """Server-side apply ``obj`` with field manager ``modelyard``."""
+    async def apply(self, obj: Obj, *, force: bool = True, field_manager: str = FIELD_MANAGER) -> Obj:
+        """Server-side apply ``obj`` as ``field_manager`` (``modelyard`` unless a controller shares an object
+        with another and must not remove the fields the other applies)."""
         meta = obj["metadata"]
         path = resource_for(obj["apiVersion"], obj["kind"]).path(meta.get("namespace"), meta["name"])
         response = await self._http.patch(
             path,
             content=json.dumps(obj),
-            params={"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"},
+            params={"fieldManager": field_manager, "force": "true" if force else "false"},
             headers={"Content-Type": "application/apply-patch+yaml"},
         )
         _raise_for(response)

@@ -1,0 +1,1 @@
+"""Local stand-ins for clouds that have no emulator."""

@@ -1,0 +1,257 @@
+"""A local HTTPS fake of the two Azure endpoints ProviderBinding verification calls, speaking their documented
+JSON: the Entra ID token endpoint (``POST /{tenant}/oauth2/v2.0/token``, client-credentials grant with a
+federated ``client_assertion``) and Azure Resource Manager reads of a Cognitive Services account and its
+deployments (``GET {resourceId}[/deployments/{name}]?api-version=2024-10-01``).
+
+Federated credentials are enforced as Entra ID does: the assertion's ``sub`` and ``aud`` claims must match
+the credential registered for the client id. Every request is recorded for the tests to assert on.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import ipaddress
+import json
+import secrets
+import ssl
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+API_VERSION = "2024-10-01"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+AUDIENCE = "api://AzureADTokenExchange"
+
+
+@dataclass
+class Request:
+    """One request the fake received."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    form: dict[str, list[str]]
+    headers: dict[str, str]
+
+
+@dataclass
+class AzureState:
+    """What the fake cloud holds: federated credentials, accounts and their deployments."""
+
+    #: client id -> the subject its federated credential trusts
+    federated: dict[str, str] = field(default_factory=dict)
+    #: resource id -> account JSON
+    accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: resource id -> deployment names
+    deployments: dict[str, set[str]] = field(default_factory=dict)
+    #: when set, Resource Manager answers every GET with this status (an outage, or throttling with 429)
+    arm_outage: int | None = None
+    #: access tokens issued -> client id
+    issued: dict[str, str] = field(default_factory=dict)
+    requests: list[Request] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def account(resource_id: str, location: str, endpoint: str, **properties: Any) -> dict[str, Any]:
+    """A Cognitive Services account as ARM returns it (kind OpenAI)."""
+    name = resource_id.rsplit("/", 1)[-1]
+    return {
+        "id": resource_id,
+        "name": name,
+        "type": "Microsoft.CognitiveServices/accounts",
+        "kind": "OpenAI",
+        "location": location,
+        "sku": {"name": "S0"},
+        "properties": {
+            "endpoint": endpoint,
+            "endpoints": {"OpenAI Language Model Instance API": endpoint},
+            "provisioningState": "Succeeded",
+            "customSubDomainName": name,
+            **properties,
+        },
+    }
+
+
+def private_endpoint_connection(resource_id: str, status: str) -> dict[str, Any]:
+    """An entry of properties.privateEndpointConnections."""
+    return {
+        "id": f"{resource_id}/privateEndpointConnections/pe-{status.lower()}",
+        "name": f"pe-{status.lower()}",
+        "properties": {
+            "privateEndpoint": {"id": "/subscriptions/s/resourceGroups/net/providers/Microsoft.Network/x"},
+            "privateLinkServiceConnectionState": {
+                "status": status,
+                "description": "",
+                "actionsRequired": "None",
+            },
+            "provisioningState": "Succeeded",
+        },
+    }
+
+
+def _claims(jwt: str) -> dict[str, Any]:
+    payload = jwt.split(".")[1]
+    decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return decoded
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        return
+
+    def _record(self, form: dict[str, list[str]]) -> Request:
+        url = urlsplit(self.path)
+        request = Request(self.command, url.path, parse_qs(url.query), form, dict(self.headers.items()))
+        with self.server.state.lock:
+            self.server.state.requests.append(request)
+        return request
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        form = parse_qs(self.rfile.read(length).decode())
+        request = self._record(form)
+        if not request.path.endswith("/oauth2/v2.0/token"):
+            self._send(404, {"error": "not_found"})
+            return
+        self._token(form)
+
+    def _token(self, form: dict[str, list[str]]) -> None:
+        state = self.server.state
+        client_id = form.get("client_id", [""])[0]
+        assertion = form.get("client_assertion", [""])[0]
+        if form.get("client_assertion_type", [""])[0] != ASSERTION_TYPE or not assertion:
+            self._send(
+                400, {"error": "invalid_request", "error_description": "AADSTS90014: missing assertion"}
+            )
+            return
+        claims = _claims(assertion)
+        trusted = state.federated.get(client_id)
+        if trusted is None or claims.get("sub") != trusted or AUDIENCE not in _audiences(claims):
+            self._send(
+                400,
+                {
+                    "error": "invalid_client",
+                    "error_description": "AADSTS700213: No matching federated identity record found for "
+                    f"presented assertion subject '{claims.get('sub')}'. Trace ID: 0000",
+                    "error_codes": [700213],
+                },
+            )
+            return
+        token = "fake-arm-" + secrets.token_hex(16)
+        with state.lock:
+            state.issued[token] = client_id
+        self._send(
+            200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}
+        )
+
+    def do_GET(self) -> None:
+        request = self._record({})
+        state = self.server.state
+        if state.arm_outage is not None:
+            self._send(
+                state.arm_outage, {"error": {"code": "ServiceUnavailable", "message": "try again later"}}
+            )
+            return
+        bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if bearer not in state.issued:
+            self._send(401, {"error": {"code": "InvalidAuthenticationToken", "message": "invalid token"}})
+            return
+        if request.query.get("api-version") != [API_VERSION]:
+            self._send(400, {"error": {"code": "InvalidApiVersionParameter", "message": "bad api-version"}})
+            return
+        path = request.path
+        if path in state.accounts:
+            self._send(200, state.accounts[path])
+            return
+        parent, _, name = path.rpartition("/deployments/")
+        if parent in state.accounts and name in state.deployments.get(parent, set()):
+            self._send(200, {"id": path, "name": name, "properties": {"provisioningState": "Succeeded"}})
+            return
+        self._send(404, {"error": {"code": "ResourceNotFound", "message": f"{path} was not found"}})
+
+
+def _audiences(claims: dict[str, Any]) -> list[str]:
+    aud = claims.get("aud", [])
+    return [aud] if isinstance(aud, str) else list(aud)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, state: AzureState) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.state = state
+
+
+class AzureFake:
+    """The fake, serving HTTPS on a free loopback port until ``stop()``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.state = AzureState()
+        self.ca_file = directory / "azure-fake.crt"
+        key_file = directory / "azure-fake.key"
+        _self_signed(self.ca_file, key_file)
+        self._server = _Server(self.state)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.ca_file, key_file)
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def requests(self) -> list[Request]:
+        with self.state.lock:
+            return list(self.state.requests)
+
+
+def _self_signed(cert_file: Path, key_file: Path) -> None:
+    """A certificate for 127.0.0.1 and localhost, valid for a day."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "modelyard azure fake")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
