@@ -41,6 +41,20 @@ kubectl get modelyard -o wide
 kubectl get deployments,jobs,pvc,services,networkpolicies,pdb,hpa -l app.kubernetes.io/part-of=modelyard
 kubectl get events --field-selector involvedObject.kind=ModelDeployment --sort-by=.lastTimestamp | tail -n 12
 
+step "ProviderBindings: identity wired; the cloud checks need the cloud (here they report why they could not run)"
+kubectl get providerbindings
+kubectl get providerbindings -o custom-columns='NAME:.metadata.name,SUBJECT:.status.identity.subject,CREDENTIALS:.status.conditions[?(@.type=="CredentialsVerified")].reason'
+
+step "RoutePolicies: endpoint and compiled route table (unverified backends are left out: fail closed)"
+kubectl wait --for=jsonpath='{.status.endpoint}' routepolicy --all --timeout=60s >/dev/null
+for policy in $(kubectl get routepolicies -o name); do
+  kubectl get "$policy" -o jsonpath='{.metadata.name}{"  endpoint: "}{.status.endpoint}{"\n"}'
+  kubectl get "$policy" -o jsonpath='{range .status.routes[*]}{"  route "}{.model}{"\n    eligible: "}{.eligible}{"\n    rejected: "}{.rejected}{"\n"}{end}'
+  name=$(kubectl get "$policy" -o jsonpath='{.metadata.name}')
+  echo "  compiled LiteLLM config (ConfigMap $name-gateway-config):"
+  kubectl get configmap "$name-gateway-config" -o jsonpath='{.data.config\.yaml}' | sed 's/^/    /'
+done
+
 step "the API server rejects what the schema forbids (replicas and autoscaling together)"
 kubectl apply --dry-run=server -f - <<'YAML' || true
 apiVersion: modelyard.dev/v1alpha1

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from modelyard.api import GROUP, VERSION, ModelDeployment
 from modelyard.api.conditions import Cond
 from modelyard.api.model_deployment import Phase, SourceScheme
+from modelyard.audit.model_deployment import model_deployment_findings
 from modelyard.config import Settings
 from modelyard.errors import Infeasible, UserError
 from modelyard.kube import ApiError, Kube
@@ -125,6 +126,7 @@ class _Reconcile(Owner):
     def __init__(self, kube: Kube, settings: Settings, body: dict[str, Any]) -> None:
         super().__init__(kube, body, progress_reasons=_PROGRESS_REASONS)
         self.settings = settings
+        self.findings: list[dict[str, Any]] | None = None  # set once the spec parses
 
     async def run(self, *, strict: bool) -> None:
         try:
@@ -135,6 +137,7 @@ class _Reconcile(Owner):
             if strict:
                 raise kopf.PermanentError(f"invalid spec: {message}") from None
             return
+        self.findings = [f.to_wire() for f in model_deployment_findings(md.spec)]
         try:
             plan = plan_deployment(md.spec)
         except Infeasible as exc:
@@ -212,6 +215,8 @@ class _Reconcile(Owner):
             fields["plan"] = plan.to_status()
         if replicas is not None:
             fields["replicas"], fields["readyReplicas"] = replicas
+        if self.findings is not None:
+            fields["findings"] = self.findings
         await self.write_status(conds, fields)
 
 

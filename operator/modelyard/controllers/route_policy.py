@@ -1,0 +1,241 @@
+"""RoutePolicy controller: resolve each route's backends from the namespace's ModelDeployments and
+ProviderBindings (kopf indexes: no list call per reconcile), compile the eligible ones into the gateway,
+and tell which backends were left out and why.
+
+A route with no eligible backend is left out of the gateway (fail closed) and makes the policy
+``Compliant=False``. Any change of a ModelDeployment or ProviderBinding (its status included: a binding
+losing ``PrivateConnectivityVerified``) re-reconciles the policies of its namespace that reference it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import secrets
+from collections import defaultdict
+from typing import Any, TypeVar
+
+import kopf
+from pydantic import ValidationError
+
+from modelyard.api import GROUP, VERSION, ModelDeployment, ProviderBinding, RoutePolicy
+from modelyard.api.conditions import Cond
+from modelyard.api.route_policy import RouteStatus
+from modelyard.audit.route_policy import route_policy_findings
+from modelyard.config import Settings
+from modelyard.kube import ApiError, Kube
+from modelyard.manifests import format_validation_error
+from modelyard.render.gateway import (
+    MASTER_KEY_SECRET_KEY,
+    ResolvedRoute,
+    gateway_endpoint,
+    gateway_name,
+    master_key_secret,
+    render_gateway,
+)
+from modelyard.render.identity import identity_wiring, merge_wiring
+from modelyard.render.routing import NOT_FOUND, resolve_routes
+
+from .common import READY, Owner
+from .metrics import instrumented
+from .provider_binding import merge_in_order
+
+API_VERSION = f"{GROUP}/{VERSION}"
+PLURAL = "routepolicies"
+BACKENDS_RESOLVED, COMPLIANT, GATEWAY_READY = "BackendsResolved", "Compliant", "GatewayReady"
+
+T = TypeVar("T", ModelDeployment, ProviderBinding)
+_locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+
+
+# --- indexes: the namespace's backends and policies, kept by kopf from its watches ---------------
+@kopf.index(GROUP, VERSION, "modeldeployments")
+def model_deployments_by_namespace(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
+    return {namespace: copy.deepcopy(dict(body))}
+
+
+@kopf.index(GROUP, VERSION, "providerbindings")
+def provider_bindings_by_namespace(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
+    return {namespace: copy.deepcopy(dict(body))}
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def route_policies_by_namespace(
+    body: kopf.Body, namespace: str | None, name: str, **_: Any
+) -> dict[Any, Any]:
+    references = {
+        b.get("modelDeploymentRef") or b.get("providerBindingRef")
+        for r in body.get("spec", {}).get("routes", [])
+        for b in r.get("backends", [])
+    }
+    return {namespace: (name, frozenset(references))}
+
+
+# --- handlers ----------------------------------------------------------------------------------
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+async def on_route_policy(meta: kopf.Meta, memo: kopf.Memo, **kwargs: Any) -> None:
+    await reconcile(memo, str(meta["namespace"]), str(meta["name"]), _Backends.of(kwargs), strict=True)
+
+
+@kopf.on.event(GROUP, VERSION, "modeldeployments")
+@kopf.on.event(GROUP, VERSION, "providerbindings")
+async def on_backend(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    """A backend changed (spec, status or existence): re-resolve the policies that reference it."""
+    namespace, name = body.get("metadata", {}).get("namespace"), body.get("metadata", {}).get("name")
+    policies: kopf.Index[str, Any] = kwargs["route_policies_by_namespace"]
+    for policy, references in list(policies.get(namespace, [])):
+        if name in references:
+            await reconcile(memo, namespace, policy, _Backends.of(kwargs), strict=False)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={"modelyard.dev/routepolicy": kopf.PRESENT})
+async def on_gateway(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    """The gateway Deployment changed: GatewayReady follows it."""
+    meta = body.get("metadata", {})
+    owner = meta.get("labels", {}).get("modelyard.dev/routepolicy")
+    await reconcile(memo, meta["namespace"], owner, _Backends.of(kwargs), strict=False)
+
+
+class _Backends:
+    """The namespace's ModelDeployments and ProviderBindings, parsed from the indexes (invalid ones are
+    left out: their own controllers report them)."""
+
+    def __init__(self, mds: kopf.Index[str, Any], bindings: kopf.Index[str, Any]) -> None:
+        self._mds, self._bindings = mds, bindings
+
+    @classmethod
+    def of(cls, kwargs: dict[str, Any]) -> _Backends:
+        return cls(kwargs["model_deployments_by_namespace"], kwargs["provider_bindings_by_namespace"])
+
+    def model_deployments(self, namespace: str) -> dict[str, ModelDeployment]:
+        return {md.metadata.name: md for md in _parse(ModelDeployment, self._mds.get(namespace, []))}
+
+    def binding_bodies(self, namespace: str) -> list[dict[str, Any]]:
+        return list(self._bindings.get(namespace, []))
+
+    def bindings(self, namespace: str) -> dict[str, ProviderBinding]:
+        return {b.metadata.name: b for b in _parse(ProviderBinding, self.binding_bodies(namespace))}
+
+
+def _parse(cls: type[T], bodies: Any) -> list[T]:
+    parsed = []
+    for body in bodies:
+        if body.get("metadata", {}).get("deletionTimestamp"):
+            continue
+        try:
+            parsed.append(cls.model_validate(body))
+        except ValidationError:
+            continue
+    return parsed
+
+
+@instrumented("RoutePolicy")
+async def reconcile(memo: kopf.Memo, namespace: str, name: str, backends: _Backends, *, strict: bool) -> None:
+    async with _locks[(namespace, name)]:
+        current = await memo.kube.get(API_VERSION, "RoutePolicy", namespace, name)
+        if current is None or current["metadata"].get("deletionTimestamp"):
+            return
+        await _Reconcile(memo.kube, memo.settings, current, backends).run(strict=strict)
+
+
+class _Reconcile(Owner):
+    def __init__(self, kube: Kube, settings: Settings, body: dict[str, Any], backends: _Backends) -> None:
+        super().__init__(kube, body, progress_reasons={"Progressing"})
+        self.settings, self.backends = settings, backends
+        self.findings: list[dict[str, Any]] | None = None  # set once the spec parses
+
+    async def run(self, *, strict: bool) -> None:
+        try:
+            policy = RoutePolicy.model_validate(self.body)
+        except ValidationError as exc:
+            message = format_validation_error(exc)
+            await self._finish([Cond.false(READY, "InvalidSpec", message)], routes=None)
+            if strict:
+                raise kopf.PermanentError(f"invalid spec: {message}") from None
+            return
+        mds = self.backends.model_deployments(self.namespace)
+        bindings = self.backends.bindings(self.namespace)
+        findings = route_policy_findings(policy.spec, self.settings.policy, mds, bindings)
+        self.findings = [f.to_wire() for f in findings]
+        routes, statuses = resolve_routes(
+            policy, self.settings.policy, mds, bindings, namespace=self.namespace
+        )
+        resolved, compliant = _resolution_conditions(routes, statuses)
+        accepted, _ = merge_in_order(self.backends.binding_bodies(self.namespace))
+        wiring = merge_wiring(identity_wiring(b) for b in accepted)
+        if not any(r.backends for r in routes):  # nothing may be served: run no gateway pods at all
+            policy = policy.model_copy(deep=True)
+            policy.spec.gateway.replicas = 0
+        objects = render_gateway(
+            policy, routes, wiring, namespace=self.namespace, image=self.settings.litellm_image
+        )
+        failed = await self._ensure_master_key() or await self.apply_children(objects, GATEWAY_READY)
+        gateway = failed or await self._gateway_condition(policy.spec.gateway.replicas)
+        await self._finish([resolved, compliant, gateway], routes=statuses)
+
+    async def _ensure_master_key(self) -> Cond | None:
+        """The gateway's master key: generated once into a Secret the policy owns, never read back."""
+        name = master_key_secret(self.name)
+        try:
+            if await self.kube.get("v1", "Secret", self.namespace, name) is not None:
+                return None
+            secret = {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "Opaque",
+                "metadata": {
+                    "name": name,
+                    "namespace": self.namespace,
+                    "labels": {
+                        "app.kubernetes.io/part-of": "modelyard",
+                        "app.kubernetes.io/managed-by": "modelyard",
+                    },
+                },
+                "stringData": {MASTER_KEY_SECRET_KEY: f"sk-{secrets.token_urlsafe(32)}"},
+            }
+            kopf.append_owner_reference(secret, owner=self.kopf_body)
+            await self.kube.create(secret)
+        except ApiError as exc:
+            if exc.status != 409:
+                return Cond.false(GATEWAY_READY, "SecretFailed", f"Secret {name}: {exc.message}")
+        return None
+
+    async def _gateway_condition(self, replicas: int) -> Cond:
+        if replicas == 0:
+            return Cond.false(GATEWAY_READY, "NoServableRoute", "no route has an eligible backend")
+        deployment = (
+            await self.kube.get("apps/v1", "Deployment", self.namespace, gateway_name(self.name)) or {}
+        )
+        status = deployment.get("status") or {}
+        ready, updated = status.get("readyReplicas", 0), status.get("updatedReplicas", 0)
+        current = status.get("observedGeneration") == deployment.get("metadata", {}).get("generation")
+        if current and ready >= replicas and updated >= replicas:
+            return Cond.true(
+                GATEWAY_READY, "MinimumReplicasAvailable", f"{ready}/{replicas} gateway replicas ready"
+            )
+        return Cond.false(GATEWAY_READY, "Progressing", f"{ready}/{replicas} gateway replicas ready")
+
+    async def _finish(self, conds: list[Cond], *, routes: list[RouteStatus] | None) -> None:
+        fields: dict[str, Any] = {"endpoint": gateway_endpoint(self.name, self.namespace)}
+        if routes is not None:
+            fields["routes"] = [r.to_wire() for r in routes]
+            fields["served"] = ",".join(r.model for r in routes if r.eligible) or "none"
+        if self.findings is not None:
+            fields["findings"] = self.findings
+        await self.write_status(conds, fields)
+
+
+def _resolution_conditions(routes: list[ResolvedRoute], statuses: list[RouteStatus]) -> tuple[Cond, Cond]:
+    missing = sorted({r.backend for s in statuses for r in s.rejected if r.reason == NOT_FOUND})
+    resolved = (
+        Cond.false(BACKENDS_RESOLVED, "BackendNotFound", "not found: " + ", ".join(missing))
+        if missing
+        else Cond.true(BACKENDS_RESOLVED, "Resolved", "every referenced backend exists")
+    )
+    closed = [r.route.model for r in routes if not r.backends]
+    if closed:
+        message = f"left out of the gateway, no eligible backend: {', '.join(closed)} (see status.routes)"
+        return resolved, Cond.false(COMPLIANT, "NoEligibleBackend", message)
+    return resolved, Cond.true(COMPLIANT, "Compliant", "every route has an eligible backend")
