@@ -10,7 +10,7 @@ from modelyard import __version__
 from modelyard.errors import Infeasible, UserError
 from modelyard.sandbox.cli import register as register_sandbox
 
-from . import offline, operator
+from . import audit, offline, operator
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"modelyard {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     offline.register(commands)
+    audit.register(commands)
     operator.register(commands)
     register_sandbox(commands)
     return parser

@@ -1,0 +1,85 @@
+"""``modelyard audit``: every LLM backend, who can call it, over which network, with which credentials and
+which data; from manifest files (``-f``) or the live cluster (all namespaces, read-only, current kubeconfig).
+
+The cluster policy the findings are judged against is the operator's, from the same ``MODELYARD_*``
+environment variables (:meth:`modelyard.config.Settings.from_env`). Exit codes: 0, or 1 with ``--fail-on``
+when a finding at or above that severity exists; 2 for bad input or an unreachable cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kubernetes import config
+from kubernetes.client.rest import ApiException
+from kubernetes.config.config_exception import ConfigException
+from urllib3.exceptions import HTTPError
+
+from modelyard.api.common import Severity
+from modelyard.audit.output import to_json, to_sarif, to_table
+from modelyard.audit.report import Report, from_cluster, from_files
+from modelyard.config import Settings
+from modelyard.errors import UserError
+from modelyard.render.routing import ClusterPolicy
+
+if TYPE_CHECKING:
+    Commands = argparse._SubParsersAction[argparse.ArgumentParser]
+
+FORMATS = ("table", "json", "sarif")
+
+
+def register(commands: Commands) -> None:
+    """Add the ``audit`` subcommand."""
+    audit = commands.add_parser(
+        "audit", help="security report on every backend, from files or the cluster; a CI gate"
+    )
+    audit.add_argument(
+        "-f", "--filename", type=Path, help="manifest file or directory (default: the cluster)"
+    )
+    audit.add_argument(
+        "-o", "--output", choices=FORMATS, default="table", help="table (default), json, sarif"
+    )
+    audit.add_argument(
+        "--fail-on",
+        choices=[s.value for s in Severity],
+        help="exit 1 when a finding at or above this severity exists",
+    )
+    audit.set_defaults(func=run_audit)
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    """Build the report, print it in the chosen format, and gate on ``--fail-on``."""
+    policy = Settings.from_env().policy
+    report = from_files(args.filename, policy) if args.filename is not None else _cluster_report(policy)
+    if args.output == "table":
+        sys.stdout.write(to_table(report))
+    else:
+        document = to_json(report) if args.output == "json" else to_sarif(report)
+        json.dump(document, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    return 1 if args.fail_on is not None and report.fails(Severity(args.fail_on)) else 0
+
+
+def _cluster_report(policy: ClusterPolicy) -> Report:
+    """The report on the cluster of the current kubeconfig; what goes wrong reaching it is one line."""
+    try:
+        api = config.new_client_from_config()
+    except (ConfigException, OSError) as exc:
+        raise UserError(f"no usable kubeconfig ({_first_line(exc)}); use -f to audit files") from None
+    try:
+        return from_cluster(api, policy)
+    except ApiException as exc:
+        raise UserError(f"the cluster answered {exc.status} {exc.reason}") from None
+    except HTTPError as exc:
+        raise UserError(f"cannot reach the cluster: {_first_line(exc)}") from None
+    finally:
+        api.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (the kubernetes client's run long)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
