@@ -6,18 +6,24 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import yaml
 from kopf.testing import KopfRunner
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from moto.server import ThreadedMotoServer
+
+from tests.fakes.azure import AzureFake
 
 ROOT = Path(__file__).resolve().parents[2]
+REGION = "eu-central-1"
 GROUP, VERSION = "modelyard.dev", "v1alpha1"
 PLANTED = "hf_PLANTED-SECRET-VALUE-7f3a9c"
 
@@ -103,3 +109,53 @@ def api_error(call: Callable[[], Any]) -> ApiException:
 
 def dumps(obj: Any) -> str:
     return json.dumps(obj, default=str)
+
+
+# --- clouds: AWS as moto's real server, Azure as a local HTTPS fake of Entra ID and Resource Manager ----
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """moto in server mode on a free loopback port, with the gateway role."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    iam = boto3.client(
+        "iam", endpoint_url=url, region_name=REGION, aws_access_key_id="k", aws_secret_access_key="s"
+    )
+    iam.create_role(RoleName="llm-gateway", AssumeRolePolicyDocument="{}")
+    yield url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def azure() -> Iterator[AzureFake]:
+    fake = AzureFake(Path(tempfile.mkdtemp(prefix="azure-fake-")))
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def clouds(
+    moto_url: str, azure: AzureFake, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Callable[[str, str], None]:
+    """The operator's environment for both clouds; returns ``private(host, address)`` to add a DNS answer."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text("")
+    env = {
+        "AWS_ENDPOINT_URL": moto_url,
+        "AWS_ACCESS_KEY_ID": "testing",  # the operator's own identity, as moto wants one
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AZURE_AUTHORITY_HOST": azure.url,
+        "REQUESTS_CA_BUNDLE": str(azure.ca_file),  # azure-identity (requests)
+        "SSL_CERT_FILE": str(azure.ca_file),  # httpx
+        "MODELYARD_AZURE_RESOURCE_MANAGER_URL": azure.url,
+        "MODELYARD_HOSTS_FILE": str(hosts),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    def private(host: str, address: str) -> None:
+        with hosts.open("a") as handle:
+            handle.write(f"{address} {host}\n")
+
+    return private

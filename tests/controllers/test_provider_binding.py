@@ -12,7 +12,6 @@ import json
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +20,14 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from moto.ec2.models import ec2_backends
-from moto.server import ThreadedMotoServer
 from moto.sts.models import STSBackend
 
-from tests.controllers.conftest import GROUP, PLANTED, VERSION, condition, create, dumps, kubectl
+from tests.controllers.conftest import GROUP, PLANTED, REGION, VERSION, condition, create, dumps, kubectl
 from tests.fakes.azure import AzureFake, account, private_endpoint_connection
 
 pytestmark = pytest.mark.sandbox
 
-ACCOUNT, REGION = "123456789012", "eu-central-1"
+ACCOUNT = "123456789012"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/llm-gateway"
 CLIENT = "11111111-2222-3333-4444-555555555555"
 TENANT = "66666666-7777-8888-9999-000000000000"
@@ -38,55 +36,6 @@ RESOURCE = (
     "/providers/Microsoft.CognitiveServices/accounts"
 )
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.")
-
-
-@pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    """moto in server mode on a free loopback port, with the gateway role."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    iam = boto3.client(
-        "iam", endpoint_url=url, region_name=REGION, aws_access_key_id="k", aws_secret_access_key="s"
-    )
-    iam.create_role(RoleName="llm-gateway", AssumeRolePolicyDocument="{}")
-    yield url
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def azure() -> Iterator[AzureFake]:
-    fake = AzureFake(Path(tempfile.mkdtemp(prefix="azure-fake-")))
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def clouds(
-    moto_url: str, azure: AzureFake, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Callable[[str, str], None]:
-    """The operator's environment for both clouds; returns ``private(host, address)`` to add a DNS answer."""
-    hosts = tmp_path / "hosts"
-    hosts.write_text("")
-    env = {
-        "AWS_ENDPOINT_URL": moto_url,
-        "AWS_ACCESS_KEY_ID": "testing",  # the operator's own identity, as moto wants one
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AZURE_AUTHORITY_HOST": azure.url,
-        "REQUESTS_CA_BUNDLE": str(azure.ca_file),  # azure-identity (requests)
-        "SSL_CERT_FILE": str(azure.ca_file),  # httpx
-        "MODELYARD_AZURE_RESOURCE_MANAGER_URL": azure.url,
-        "MODELYARD_HOSTS_FILE": str(hosts),
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-
-    def private(host: str, address: str) -> None:
-        with hosts.open("a") as handle:
-            handle.write(f"{address} {host}\n")
-
-    return private
 
 
 def aws(moto_url: str, service: str) -> Any:

@@ -9,6 +9,10 @@ import yaml
 from kubernetes import client
 
 from tests.controllers.conftest import condition, create, kubectl
+from tests.controllers.test_provider_binding import CLIENT as AZURE_CLIENT
+from tests.controllers.test_provider_binding import RESOURCE as AZURE_ACCOUNTS
+from tests.controllers.test_provider_binding import azure_binding
+from tests.fakes.azure import AzureFake, account, private_endpoint_connection
 
 pytestmark = pytest.mark.sandbox
 
@@ -145,3 +149,70 @@ def test_backend_becoming_eligible_joins_the_gateway(
         core.read_namespaced_config_map("gw-gateway-config", namespace).data["config.yaml"]
     )
     assert "secret" in {entry["model_name"] for entry in config["model_list"]}
+
+
+def test_binding_losing_private_connectivity_leaves_confidential_routes_and_comes_back(
+    k8s: Any, custom: Any, namespace: str, run_operator: Any, wait_for: Any, azure: AzureFake, clouds: Any
+) -> None:
+    account_name = f"flip-{namespace[-6:]}"
+    resource = f"{AZURE_ACCOUNTS}/{account_name}"
+    azure.state.federated[AZURE_CLIENT] = f"system:serviceaccount:{namespace}:modelyard-gateway"
+    azure.state.accounts[resource] = account(
+        resource,
+        "westeurope",
+        f"https://{account_name}.openai.azure.com/",
+        publicNetworkAccess="Disabled",
+        disableLocalAuth=True,
+        privateEndpointConnections=[private_endpoint_connection(resource, "Approved")],
+    )
+    azure.state.deployments[resource] = {"gpt-4o-prod"}
+    clouds(f"{account_name}.openai.azure.com", "10.1.0.7")
+    both = ["ModelDeployment/secure", "ProviderBinding/azure/gpt-4o-prod"]
+    with run_operator():
+        create(custom, namespace, model("secure", "restricted"))
+        create(custom, namespace, azure_binding("azure", account_name))
+        create(
+            custom,
+            namespace,
+            {
+                **POLICY,
+                "spec": {
+                    "routes": [
+                        {
+                            "model": "chat",
+                            "dataClassification": "confidential",
+                            "backends": [
+                                {"modelDeploymentRef": "secure"},
+                                {"providerBindingRef": "azure", "model": "gpt-4o-prod"},
+                            ],
+                        }
+                    ]
+                },
+            },
+        )
+        wait_for(lambda: eligible(custom, namespace) == both, 60, "both backends eligible")
+        assert "azure/gpt-4o-prod" in served_models(k8s, namespace)
+
+        azure.state.accounts[resource]["properties"]["publicNetworkAccess"] = "Enabled"  # someone opens it
+        wait_for(lambda: eligible(custom, namespace) == both[:1], 45, "the binding dropped from the route")
+        rejected = policy(custom, namespace)["status"]["routes"][0]["rejected"]
+        assert (
+            rejected[0]["backend"] == both[1] and "private connectivity not verified" in rejected[0]["reason"]
+        )
+        assert "azure/gpt-4o-prod" not in served_models(k8s, namespace)
+
+        azure.state.accounts[resource]["properties"]["publicNetworkAccess"] = "Disabled"  # closed again
+        wait_for(lambda: eligible(custom, namespace) == both, 45, "the binding restored to the route")
+        assert "azure/gpt-4o-prod" in served_models(k8s, namespace)
+
+
+def eligible(custom: Any, namespace: str) -> list[str]:
+    routes = policy(custom, namespace).get("status", {}).get("routes", [])
+    return list(routes[0]["eligible"]) if routes else []
+
+
+def served_models(k8s: Any, namespace: str) -> set[str]:
+    data = (
+        client.CoreV1Api(k8s).read_namespaced_config_map("gw-gateway-config", namespace).data["config.yaml"]
+    )
+    return {entry["litellm_params"]["model"] for entry in yaml.safe_load(data)["model_list"]}
