@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 export MODELYARD_CACHE ?= $(HOME)/.cache/modelyard
 
-.PHONY: install tools sandbox-bin sandbox sandbox-down lint crds verify-generated test unit demo bench clean
+.PHONY: install tools sandbox-bin sandbox sandbox-down lint crds verify-generated chart-lint test unit demo bench clean
 
 install: $(STAMP) ## the virtualenv with modelyard installed editable, plus its dev tools
 $(STAMP): pyproject.toml
@@ -37,17 +37,24 @@ lint: install
 	@ruff check operator tests benchmarks
 	@mypy operator/modelyard
 
-crds: install ## regenerate crds/ from the API models
+crds: install ## regenerate crds/ and the chart's copy from the API models
 	@modelyard crds --output-dir crds
+	@modelyard crds --output-dir charts/modelyard/crds
 
-verify-generated: install ## fail when crds/ drifted from the models
+verify-generated: install ## fail when crds/ or charts/modelyard/crds/ drifted from the models
 	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; modelyard crds --output-dir $$tmp; \
-	  diff -ru crds $$tmp || { echo "crds/ is out of date: run 'make crds' and commit the result"; exit 1; }
+	  diff -ru crds $$tmp || { echo "crds/ is out of date: run 'make crds' and commit the result"; exit 1; }; \
+	  diff -ru -x kopf.dev-peerings.yaml charts/modelyard/crds $$tmp \
+	    || { echo "charts/modelyard/crds/ is out of date: run 'make crds' and commit the result"; exit 1; }
+
+chart-lint: install tools ## helm lint against the values schema, hadolint on the Dockerfile
+	@helm lint --strict charts/modelyard
+	@hadolint Dockerfile
 
 unit: install ## the tests that need no cluster
 	@pytest -m "not sandbox"
 
-test: install tools sandbox-bin verify-generated lint ## everything CI runs
+test: install tools sandbox-bin verify-generated lint chart-lint ## everything CI runs
 	@pytest
 
 demo: install tools sandbox-bin ## a sandbox with simulated H100 nodes, the CRDs and every example

@@ -2,6 +2,6 @@
 registers them."""
 
 from . import runtime  # noqa: I001 - first: the others read the settings it loads
-from . import model_deployment, provider_binding, route_policy
+from . import metrics, model_deployment, provider_binding, route_policy
 
-__all__ = ["model_deployment", "provider_binding", "route_policy", "runtime"]
+__all__ = ["metrics", "model_deployment", "provider_binding", "route_policy", "runtime"]

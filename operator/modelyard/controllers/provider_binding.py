@@ -59,6 +59,8 @@ from modelyard.render.identity import (
     service_account,
 )
 
+from .metrics import instrumented, record_verification
+
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND, PLURAL = "ProviderBinding", "providerbindings"
 FIELD_MANAGER = "modelyard-providerbinding"
@@ -197,6 +199,7 @@ async def _reverify(memo: kopf.Memo, namespace: str, name: str) -> None:
 
 
 # --- reconcile --------------------------------------------------------------------------------------------
+@instrumented("ProviderBinding")
 async def reconcile(memo: kopf.Memo, body: dict[str, Any], *, strict: bool) -> None:
     """Wire, verify and report one binding. ``strict`` (the binding's own handlers) turns an invalid spec
     into a PermanentError for kopf; from the watcher the condition and Event are enough."""
@@ -477,6 +480,7 @@ class _Reconcile:
         conditions = merge_conditions(
             self.status.get("conditions", []), [*conds, ready], self.generation, now_rfc3339()
         )
+        record_verification(conditions)
         status = {"observedGeneration": self.generation, **fields, "conditions": conditions}
         if all(_pruned(self.status.get(key)) == _pruned(value) for key, value in status.items()):
             return

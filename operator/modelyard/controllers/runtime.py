@@ -6,6 +6,7 @@ Everything shared lives in kopf's ``memo`` (passed to every handler), not in mod
 from __future__ import annotations
 
 import logging
+import random
 from typing import Any
 
 import kopf
@@ -31,6 +32,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     )  # our own Events, and kopf's warnings; not its per-handler chatter
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    # kopf peering pauses *every* replica that shares a priority: a random one makes one replica active.
+    settings.peering.priority = random.randint(1, 32767)
+    # With -n the chart grants nothing cluster-wide: don't list namespaces or watch CRDs (kopf's scanning).
+    settings.scanning.disabled = not settings.peering.clusterwide
     settings.queueing.error_delays = [1, 2, 5, 10, 30, 60]
 
 
