@@ -311,7 +311,9 @@ class _Reconcile:
         try:
             verdict = await self._verify(binding)
         except CloudUnavailable as exc:
-            await self._finish(self._kept(wired, scrub(str(exc))), {})  # status fields stay as they were
+            # verdicts stay as they were; a binding never verified still shows what its spec says
+            kept = {} if self.status.get("identity") else unverified
+            await self._finish(self._kept(wired, scrub(str(exc))), kept)
             return
         conds = [wired, verdict.credentials, verdict.connectivity]
         ready = summary(conds)
