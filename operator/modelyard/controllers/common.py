@@ -52,9 +52,9 @@ class Owner:
                 return Cond.false(failed_type, f"{kind}Failed", f"{kind} {meta['name']}: {exc.message}")
         return None
 
-    async def write_status(self, conds: list[Cond], fields: dict[str, Any]) -> None:
+    async def write_status(self, conds: list[Cond], fields: dict[str, Any]) -> list[dict[str, Any]]:
         """Status with ``conds`` (plus the summary Ready condition unless ``conds`` ends with one) and
-        ``fields``; nothing is written when it would not change."""
+        ``fields``; nothing is written when it would not change. Returns the merged conditions."""
         ready = conds[-1] if conds[-1].type == READY else summary(conds)
         merged = merge_conditions(
             self.status.get("conditions", []),
@@ -63,11 +63,12 @@ class Owner:
             now_rfc3339(),
         )
         status = {"observedGeneration": self.generation, **fields, "conditions": merged}
-        if all(self.status.get(key) == value for key, value in status.items()):
-            return
+        if all(_pruned(self.status.get(key)) == _pruned(value) for key, value in status.items()):
+            return merged
         await self.kube.patch_status(self.api_version, self.kind, self.namespace, self.name, status)
         self._post_transitions(merged)
         self.status.update(status)
+        return merged
 
     def _post_transitions(self, conditions: list[dict[str, Any]]) -> None:
         """One Event per condition whose status or reason changed, with the condition's reason. The summary
@@ -85,3 +86,10 @@ class Owner:
             kopf.event(
                 self.kopf_body, type="Normal" if normal else "Warning", reason=cond["reason"], message=message
             )
+
+
+def _pruned(value: Any) -> Any:
+    """``value`` without null map entries (a merge patch's null removes the key, so it reads back absent)."""
+    if isinstance(value, dict):
+        return {k: _pruned(v) for k, v in value.items() if v is not None}
+    return value

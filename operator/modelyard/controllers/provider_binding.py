@@ -24,7 +24,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import kopf
@@ -32,7 +32,7 @@ from pydantic import ValidationError
 
 from modelyard.api import GROUP, VERSION
 from modelyard.api.common import SecretRef
-from modelyard.api.conditions import Cond, condition, merge_conditions, now_rfc3339, summary
+from modelyard.api.conditions import Cond, condition, now_rfc3339, summary
 from modelyard.api.provider_binding import (
     AwsAuthType,
     AzureAuthType,
@@ -59,16 +59,16 @@ from modelyard.render.identity import (
     service_account,
 )
 
+from .common import READY, Owner
 from .metrics import instrumented, record_verification
 
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND, PLURAL = "ProviderBinding", "providerbindings"
 FIELD_MANAGER = "modelyard-providerbinding"
-IDENTITY, CREDENTIALS, CONNECTIVITY, READY = (
+IDENTITY, CREDENTIALS, CONNECTIVITY = (
     "IdentityConfigured",
     "CredentialsVerified",
     "PrivateConnectivityVerified",
-    "Ready",
 )
 UNAVAILABLE = "VerificationUnavailable"
 TOKEN_TTL_S = 600  # the shortest TokenRequest lifetime the API server accepts
@@ -272,17 +272,11 @@ class _Verdict:
         self.endpoint: str | None = None
 
 
-class _Reconcile:
+class _Reconcile(Owner):
     def __init__(self, memo: kopf.Memo, body: dict[str, Any]) -> None:
+        super().__init__(memo.kube, body)
         self.memo = memo
-        self.kube: Kube = memo.kube
         self.settings: Settings = memo.settings
-        self.body = body
-        self.namespace: str = body["metadata"]["namespace"]
-        self.name: str = body["metadata"]["name"]
-        self.generation: int | None = body["metadata"].get("generation")
-        self.status: dict[str, Any] = dict(body.get("status") or {})
-        self._owner = kopf.Body(cast(kopf.RawBody, body))
 
     async def run(self, *, strict: bool) -> None:
         try:
@@ -477,31 +471,7 @@ class _Reconcile:
 
     # --- status -----------------------------------------------------------------------------------------
     async def _finish(self, conds: list[Cond], fields: dict[str, Any]) -> None:
-        ready = conds[-1] if conds[-1].type == READY else summary(conds)
-        conds = [c for c in conds if c.type != READY]
-        conditions = merge_conditions(
-            self.status.get("conditions", []), [*conds, ready], self.generation, now_rfc3339()
-        )
-        record_verification(conditions)
-        status = {"observedGeneration": self.generation, **fields, "conditions": conditions}
-        if all(_pruned(self.status.get(key)) == _pruned(value) for key, value in status.items()):
-            return
-        await self.kube.patch_status(API_VERSION, KIND, self.namespace, self.name, status)
-        self._post_transitions(conditions)
-
-    def _post_transitions(self, conditions: list[dict[str, Any]]) -> None:
-        """One Event per condition whose status or reason changed, with the condition's reason."""
-        before = {c.get("type"): c for c in self.status.get("conditions", [])}
-        for cond in conditions:
-            old = before.get(cond["type"])
-            if old is not None and (old.get("status"), old.get("reason")) == (cond["status"], cond["reason"]):
-                continue
-            kopf.event(
-                self._owner,
-                type="Normal" if cond["status"] == "True" else "Warning",
-                reason=cond["reason"],
-                message=f"{cond['type']}={cond['status']}: {cond['message']}"[:1024],
-            )
+        record_verification(await self.write_status(conds, fields))
 
 
 def _cond(type_: str, check: Check) -> Cond:
@@ -517,13 +487,6 @@ def _not_verified(identity: Cond) -> list[Cond]:
         Cond.unknown(CONNECTIVITY, identity.reason, message),
         Cond.false(READY, identity.reason, identity.message),
     ]
-
-
-def _pruned(value: Any) -> Any:
-    """``value`` without null map entries (a merge patch's null removes the key, so it reads back absent)."""
-    if isinstance(value, dict):
-        return {k: _pruned(v) for k, v in value.items() if v is not None}
-    return value
 
 
 def _wire(findings: Iterable[Any]) -> list[dict[str, Any]]:
