@@ -9,11 +9,9 @@ writes nothing.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import defaultdict
 from typing import Any
 
-import httpx
 import kopf
 from pydantic import ValidationError
 
@@ -23,7 +21,7 @@ from modelyard.api.model_deployment import Phase, SourceScheme
 from modelyard.audit.model_deployment import model_deployment_findings
 from modelyard.config import Settings
 from modelyard.errors import Infeasible, UserError
-from modelyard.kube import ApiError, Kube
+from modelyard.kube import Kube
 from modelyard.manifests import format_validation_error
 from modelyard.planning.capacity import Plan
 from modelyard.planning.spec import plan_deployment
@@ -50,7 +48,6 @@ MANAGED: dict[str, Any] = {
 
 PLANNED, MODEL_CACHED, AVAILABLE = "Planned", "ModelCached", "Available"
 
-logger = logging.getLogger(__name__)
 _locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
 
 
@@ -63,48 +60,16 @@ async def on_model_deployment(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> Non
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+@kopf.on.event("v1", "pods", labels=MANAGED)
 async def on_child(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A child changed: reconcile its owner so status follows it (and serving starts once cached)."""
+    """A child changed: reconcile its owner so status follows it (serving starts once cached; a serving pod
+    the scheduler cannot place shows in Available). The watches carry a server-side label selector
+    (runtime.py), so only modelyard's own objects reach here."""
     owner = body.get("metadata", {}).get("labels", {}).get(OWNER_LABEL)
     namespace = body.get("metadata", {}).get("namespace")
     if not owner or not namespace:
         return
     await reconcile(memo.kube, memo.settings, namespace, owner, strict=False)
-
-
-@kopf.index(GROUP, VERSION, PLURAL)
-def unready_model_deployments(body: kopf.Body, **_: Any) -> dict[tuple[str, str], str] | None:
-    """ModelDeployments not yet Ready: the watcher re-checks what no child event reports."""
-    if (body.get("status") or {}).get("phase") == Phase.READY.value:
-        return None
-    return {(body["metadata"]["namespace"], body["metadata"]["name"]): body["metadata"].get("uid", "")}
-
-
-@kopf.on.startup()
-async def start_watcher(memo: kopf.Memo, **kwargs: Any) -> None:
-    """Start the background re-check of ModelDeployments that are not Ready. (A kopf timer would do, but
-    kopf puts a finalizer on every object a timer runs for; modelyard keeps none.)"""
-    index: kopf.Index[Any, str] = kwargs["unready_model_deployments"]  # kopf passes indexes by name
-    memo.unready_watcher = asyncio.create_task(_recheck_unready(memo, index))
-
-
-@kopf.on.cleanup()
-async def stop_watcher(memo: kopf.Memo, **_: Any) -> None:
-    task = memo.get("unready_watcher")
-    if task is not None:
-        task.cancel()
-
-
-async def _recheck_unready(memo: kopf.Memo, index: kopf.Index[Any, str], interval_s: float = 10.0) -> None:
-    """Every ``interval_s``, reconcile each ModelDeployment that is not Ready, to follow what no child event
-    reports (a serving pod the scheduler cannot place). Ready ones are left alone: they cost nothing."""
-    while True:
-        await asyncio.sleep(interval_s)
-        for namespace, name in list(index):
-            try:
-                await reconcile(memo.kube, memo.settings, namespace, name, strict=False)
-            except (ApiError, httpx.HTTPError) as exc:
-                logger.warning("re-checking ModelDeployment %s/%s failed: %s", namespace, name, exc)
 
 
 @instrumented("ModelDeployment")

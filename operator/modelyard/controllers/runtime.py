@@ -17,6 +17,7 @@ from modelyard.kube import Kube
 #: Status field where kopf keeps handler progress and the last handled spec: in status, not annotations, so
 #: GitOps tools see no drift in the manifests they own.
 KOPF_STATE = "kopf"
+MANAGED_SELECTOR = "app.kubernetes.io/managed-by=modelyard"
 
 
 @kopf.on.startup()
@@ -36,6 +37,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.peering.priority = random.randint(1, 32767)
     # With -n the chart grants nothing cluster-wide: don't list namespaces or watch CRDs (kopf's scanning).
     settings.scanning.disabled = not settings.peering.clusterwide
+    # Children are watched with a server-side label selector: only modelyard's own objects cross the wire.
+    for resource in (("v1", "pods"), ("apps", "deployments"), ("batch", "jobs")):
+        settings.watching.label_selectors[resource] = MANAGED_SELECTOR
     settings.queueing.error_delays = [1, 2, 5, 10, 30, 60]
 
 
