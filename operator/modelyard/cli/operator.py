@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import socket
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -38,6 +40,10 @@ def run_operator(args: argparse.Namespace) -> int:
     import modelyard.controllers  # noqa: F401, PLC0415 - registers the handlers
 
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
+    # Our own peer identity (kopf's convention: POD_ID), so work outside kopf's handlers can tell whether
+    # this replica is the active one (controllers/peering.py).
+    identity = os.environ.get("POD_ID") or f"{socket.gethostname()}-{os.getpid()}"
+    memo = kopf.Memo(identity=identity, peering=args.peering, namespaces=args.namespace)
     asyncio.run(
         kopf.operator(
             clusterwide=not args.namespace,
@@ -45,6 +51,8 @@ def run_operator(args: argparse.Namespace) -> int:
             liveness_endpoint=args.liveness,
             standalone=args.peering is None,
             peering_name=args.peering,
+            identity=identity,  # type: ignore[arg-type]  # kopf's Identity is a NewType of str
+            memo=memo,
         )
     )
     return 0

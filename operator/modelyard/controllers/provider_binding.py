@@ -61,6 +61,7 @@ from modelyard.render.identity import (
 
 from .common import READY, Owner
 from .metrics import instrumented, record_verification
+from .peering import is_active
 
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND, PLURAL = "ProviderBinding", "providerbindings"
@@ -191,6 +192,8 @@ async def _reverify_due(memo: kopf.Memo, index: kopf.Index[str, dict[str, Any]])
 
 async def _reverify(memo: kopf.Memo, namespace: str, name: str) -> None:
     try:
+        if not await is_active(memo, namespace):
+            return  # a standby replica: the active peer verifies
         body = await memo.kube.get(API_VERSION, KIND, namespace, name)
         if body is not None and not body["metadata"].get("deletionTimestamp"):
             await reconcile(memo, body, strict=False)

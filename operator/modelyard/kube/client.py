@@ -58,6 +58,8 @@ _RESOURCES = [
     Resource("modelyard.dev/v1alpha1", "ModelDeployment", "modeldeployments"),
     Resource("modelyard.dev/v1alpha1", "ProviderBinding", "providerbindings"),
     Resource("modelyard.dev/v1alpha1", "RoutePolicy", "routepolicies"),
+    Resource("kopf.dev/v1", "KopfPeering", "kopfpeerings"),
+    Resource("kopf.dev/v1", "ClusterKopfPeering", "clusterkopfpeerings", namespaced=False),
 ]
 _BY_KIND = {(r.api_version, r.kind): r for r in _RESOURCES}
 
