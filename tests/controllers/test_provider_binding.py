@@ -370,15 +370,7 @@ def test_unreachable_cloud_keeps_the_verdict(
     azure.state.federated[CLIENT] = f"system:serviceaccount:{namespace}:modelyard-gateway"
     name = f"ok-{namespace[-6:]}"
     rid = f"{RESOURCE}/{name}"
-    azure.state.accounts[rid] = account(
-        rid,
-        "westeurope",
-        f"https://{name}.openai.azure.com/",
-        publicNetworkAccess="Disabled",
-        disableLocalAuth=True,
-        privateEndpointConnections=[private_endpoint_connection(rid, "Approved")],
-    )
-    azure.state.deployments[rid] = {"gpt-4o-prod"}
+    azure.add_private_account(rid, f"https://{name}.openai.azure.com/", {"gpt-4o-prod"})
     clouds(f"{name}.openai.azure.com", "10.1.0.6")
     with run_operator():
         create(custom, namespace, azure_binding("steady", name))

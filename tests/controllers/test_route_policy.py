@@ -12,7 +12,7 @@ from tests.controllers.conftest import condition, create, kubectl
 from tests.controllers.test_provider_binding import CLIENT as AZURE_CLIENT
 from tests.controllers.test_provider_binding import RESOURCE as AZURE_ACCOUNTS
 from tests.controllers.test_provider_binding import azure_binding
-from tests.fakes.azure import AzureFake, account, private_endpoint_connection
+from tests.fakes.azure import AzureFake
 
 pytestmark = pytest.mark.sandbox
 
@@ -157,15 +157,7 @@ def test_binding_losing_private_connectivity_leaves_confidential_routes_and_come
     account_name = f"flip-{namespace[-6:]}"
     resource = f"{AZURE_ACCOUNTS}/{account_name}"
     azure.state.federated[AZURE_CLIENT] = f"system:serviceaccount:{namespace}:modelyard-gateway"
-    azure.state.accounts[resource] = account(
-        resource,
-        "westeurope",
-        f"https://{account_name}.openai.azure.com/",
-        publicNetworkAccess="Disabled",
-        disableLocalAuth=True,
-        privateEndpointConnections=[private_endpoint_connection(resource, "Approved")],
-    )
-    azure.state.deployments[resource] = {"gpt-4o-prod"}
+    azure.add_private_account(resource, f"https://{account_name}.openai.azure.com/", {"gpt-4o-prod"})
     clouds(f"{account_name}.openai.azure.com", "10.1.0.7")
     both = ["ModelDeployment/secure", "ProviderBinding/azure/gpt-4o-prod"]
     with run_operator():

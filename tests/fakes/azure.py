@@ -226,6 +226,18 @@ class AzureFake:
         with self.state.lock:
             return list(self.state.requests)
 
+    def add_private_account(self, resource_id: str, endpoint: str, deployments: set[str]) -> None:
+        """A compliant account: public access disabled, local auth disabled, an approved private endpoint."""
+        self.state.accounts[resource_id] = account(
+            resource_id,
+            "westeurope",
+            endpoint,
+            publicNetworkAccess="Disabled",
+            disableLocalAuth=True,
+            privateEndpointConnections=[private_endpoint_connection(resource_id, "Approved")],
+        )
+        self.state.deployments[resource_id] = set(deployments)
+
 
 def _self_signed(cert_file: Path, key_file: Path) -> None:
     """A certificate for 127.0.0.1 and localhost, valid for a day."""
