@@ -70,11 +70,6 @@ def condition(status: Status | None, type_: str) -> dict[str, Any] | None:
     return None
 
 
-def is_true(status: Status | None, type_: str) -> bool:
-    cond = condition(status, type_)
-    return cond is not None and cond.get("status") == "True"
-
-
 def summary(conds: list[Cond], ready_type: str = "Ready") -> Cond:
     """The summary ``Ready`` condition: True when every condition is True, else the first that is not."""
     for cond in conds:

@@ -31,6 +31,8 @@ class Owner:
         self.status: dict[str, Any] = dict(body.get("status") or {})
         self.kopf_body = kopf.Body(cast(kopf.RawBody, body))
         self._progress = set(progress_reasons)
+        #: children as the API server returned them in this reconcile, by (kind, name): read once, reused
+        self.children: dict[tuple[str, str], dict[str, Any]] = {}
 
     async def apply_children(self, objects: list[Manifest], failed_type: str = READY) -> Cond | None:
         """Server-side apply each child (owned by this object) whose spec hash differs from the cluster's;
@@ -46,7 +48,8 @@ class Owner:
                     ((current or {}).get("metadata") or {}).get("annotations", {}).get(SPEC_HASH_ANNOTATION)
                 )
                 if current is None or have != meta["annotations"][SPEC_HASH_ANNOTATION]:
-                    await self.kube.apply(obj)
+                    current = await self.kube.apply(obj)
+                self.children[(obj["kind"], meta["name"])] = current
             except ApiError as exc:
                 kind = obj["kind"]
                 return Cond.false(failed_type, f"{kind}Failed", f"{kind} {meta['name']}: {exc.message}")

@@ -129,7 +129,7 @@ class _Reconcile(Owner):
         if failed is not None:
             await self._finish([planned, cached, failed], phase=Phase.FAILED, plan=plan)
             return
-        deployment = await self.kube.get("apps/v1", "Deployment", self.namespace, self.name) or {}
+        deployment = self.children.get(("Deployment", self.name), {})
         available, replicas = _availability(deployment, md.spec.desired_replicas)
         if available.status != "True":
             available = await self._unschedulable() or available
@@ -146,7 +146,7 @@ class _Reconcile(Owner):
                 )
             return Cond.true(MODEL_CACHED, "ExistingClaim", f"weights on PersistentVolumeClaim {claim}")
         job_name = next(o["metadata"]["name"] for o in children.cache if o["kind"] == "Job")
-        job = await self.kube.get("batch/v1", "Job", self.namespace, job_name) or {}
+        job = self.children.get(("Job", job_name), {})
         return _job_condition(job_name, job)
 
     async def _unschedulable(self) -> Cond | None:

@@ -205,9 +205,7 @@ class _Reconcile(Owner):
     async def _gateway_condition(self, replicas: int) -> Cond:
         if replicas == 0:
             return Cond.false(GATEWAY_READY, "NoServableRoute", "no route has an eligible backend")
-        deployment = (
-            await self.kube.get("apps/v1", "Deployment", self.namespace, gateway_name(self.name)) or {}
-        )
+        deployment = self.children.get(("Deployment", gateway_name(self.name)), {})
         status = deployment.get("status") or {}
         ready, updated = status.get("readyReplicas", 0), status.get("updatedReplicas", 0)
         current = status.get("observedGeneration") == deployment.get("metadata", {}).get("generation")
