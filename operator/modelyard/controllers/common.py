@@ -4,7 +4,10 @@ condition transition."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import asyncio
+import contextlib
+import weakref
+from collections.abc import AsyncIterator, Collection, Hashable
 from typing import Any, cast
 
 import kopf
@@ -15,6 +18,34 @@ from modelyard.render.common import SPEC_HASH_ANNOTATION, Manifest
 
 READY = "Ready"
 MAX_EVENT_MESSAGE = 1024
+
+
+class ObjectLocks:
+    """One lock per object, so two triggers for one object (its own event and a child's) never reconcile it
+    at the same time. Locks belong to the running event loop (a restarted operator runs a new one; an
+    asyncio.Lock used on two loops raises) and are dropped once nobody holds or waits for them."""
+
+    def __init__(self) -> None:
+        self._by_loop: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[Hashable, tuple[asyncio.Lock, list[int]]]
+        ] = weakref.WeakKeyDictionary()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: Hashable) -> AsyncIterator[None]:
+        locks = self._by_loop.setdefault(asyncio.get_running_loop(), {})
+        lock, users = locks.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del locks[key]
+
+    def __len__(self) -> int:
+        """Locks in use on the running loop (for tests)."""
+        return len(self._by_loop.get(asyncio.get_running_loop(), {}))
 
 
 class Owner:

@@ -8,8 +8,6 @@ writes nothing.
 
 from __future__ import annotations
 
-import asyncio
-from collections import defaultdict
 from typing import Any
 
 import kopf
@@ -35,7 +33,7 @@ from modelyard.render.model_deployment import (
     render_model_deployment,
 )
 
-from .common import READY, Owner
+from .common import READY, ObjectLocks, Owner
 from .metrics import instrumented
 
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -48,7 +46,7 @@ MANAGED: dict[str, Any] = {
 
 PLANNED, MODEL_CACHED, AVAILABLE = "Planned", "ModelCached", "Available"
 
-_locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+_locks = ObjectLocks()
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL)
@@ -79,7 +77,7 @@ async def reconcile(kube: Kube, settings: Settings, namespace: str, name: str, *
     ``strict`` (the object's own handlers) turns an invalid spec into a PermanentError for kopf; from a
     child's event the condition and Event are enough.
     """
-    async with _locks[(namespace, name)]:
+    async with _locks.hold((namespace, name)):
         # Another trigger may have just written status: start from what the API server has now.
         current = await kube.get(API_VERSION, "ModelDeployment", namespace, name)
         if current is None or current["metadata"].get("deletionTimestamp"):

@@ -21,7 +21,6 @@ import logging
 import re
 import time
 import zlib
-from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -59,7 +58,7 @@ from modelyard.render.identity import (
     service_account,
 )
 
-from .common import READY, Owner
+from .common import READY, ObjectLocks, Owner
 from .metrics import instrumented, record_verification
 from .peering import is_active
 
@@ -80,7 +79,7 @@ _DURATION_PART = re.compile(r"([0-9]+)(s|m|h)")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600}
 
 logger = logging.getLogger(__name__)
-_locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+_locks = ObjectLocks()
 
 
 # --- kopf wiring ------------------------------------------------------------------------------------------
@@ -207,7 +206,7 @@ async def reconcile(memo: kopf.Memo, body: dict[str, Any], *, strict: bool) -> N
     """Wire, verify and report one binding. ``strict`` (the binding's own handlers) turns an invalid spec
     into a PermanentError for kopf; from the watcher the condition and Event are enough."""
     meta = body["metadata"]
-    async with _locks[(meta["namespace"], meta["name"])]:
+    async with _locks.hold((meta["namespace"], meta["name"])):
         await _Reconcile(memo, body).run(strict=strict)
 
 

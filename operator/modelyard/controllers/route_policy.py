@@ -9,10 +9,8 @@ losing ``PrivateConnectivityVerified``) re-reconciles the policies of its namesp
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import secrets
-from collections import defaultdict
 from typing import Any, TypeVar
 
 import kopf
@@ -36,7 +34,7 @@ from modelyard.render.gateway import (
 from modelyard.render.identity import identity_wiring, merge_wiring
 from modelyard.render.routing import NOT_FOUND, resolve_routes
 
-from .common import READY, Owner
+from .common import READY, ObjectLocks, Owner
 from .metrics import instrumented
 from .provider_binding import merge_in_order
 
@@ -45,7 +43,7 @@ PLURAL = "routepolicies"
 BACKENDS_RESOLVED, COMPLIANT, GATEWAY_READY = "BackendsResolved", "Compliant", "GatewayReady"
 
 T = TypeVar("T", ModelDeployment, ProviderBinding)
-_locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+_locks = ObjectLocks()
 
 
 # --- indexes: the namespace's backends and policies, kept by kopf from its watches ---------------
@@ -133,7 +131,7 @@ def _parse(cls: type[T], bodies: Any) -> list[T]:
 
 @instrumented("RoutePolicy")
 async def reconcile(memo: kopf.Memo, namespace: str, name: str, backends: _Backends, *, strict: bool) -> None:
-    async with _locks[(namespace, name)]:
+    async with _locks.hold((namespace, name)):
         current = await memo.kube.get(API_VERSION, "RoutePolicy", namespace, name)
         if current is None or current["metadata"].get("deletionTimestamp"):
             return
