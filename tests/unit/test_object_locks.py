@@ -44,3 +44,27 @@ def test_a_restarted_operator_on_a_new_event_loop_can_lock_the_same_object() -> 
     asyncio.run(contend())
 
     asyncio.run(contend())
+
+
+def test_a_burst_of_child_events_costs_at_most_two_passes() -> None:
+    """While one pass runs, the first trigger waits and the rest give way to it: it reads the object afresh
+    when its turn comes. The object's own handlers (coalesce=False) always run."""
+    locks = ObjectLocks()
+    passes: list[str] = []
+
+    async def trigger(tag: str, coalesce: bool) -> None:
+        async with locks.hold("md", coalesce=coalesce) as turn:
+            if turn:
+                passes.append(tag)
+                await asyncio.sleep(0.02)
+
+    async def main() -> None:
+        first = asyncio.create_task(trigger("first", True))
+        await asyncio.sleep(0.005)  # the first pass is running
+        await asyncio.gather(
+            *(trigger(f"child-{i}", True) for i in range(10)), trigger("own-update", False), first
+        )
+        assert len(locks) == 0
+
+    asyncio.run(main())
+    assert passes == ["first", "child-0", "own-update"]

@@ -22,36 +22,88 @@ MAX_EVENT_MESSAGE = 1024
 
 class ObjectLocks:
     """One lock per object, so two triggers for one object (its own event and a child's) never reconcile it
-    at the same time. Locks belong to the running event loop (a restarted operator runs a new one; an
-    asyncio.Lock used on two loops raises) and are dropped once nobody holds or waits for them."""
+    at the same time, and a burst of triggers costs at most two passes: a trigger that may ``coalesce``
+    returns at once when another is already waiting for that object (the waiter reads the object afresh
+    when its turn comes, so it sees whatever the later trigger saw). This is a controller work queue's
+    de-duplication, for kopf's one-task-per-event model.
+
+    Locks belong to the running event loop (a restarted operator runs a new one; an asyncio.Lock used on
+    two loops raises) and are dropped once nobody holds or waits for them."""
 
     def __init__(self) -> None:
-        self._by_loop: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[Hashable, tuple[asyncio.Lock, list[int]]]
-        ] = weakref.WeakKeyDictionary()
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, _Turn]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @contextlib.asynccontextmanager
-    async def hold(self, key: Hashable) -> AsyncIterator[None]:
-        locks = self._by_loop.setdefault(asyncio.get_running_loop(), {})
-        lock, users = locks.setdefault(key, (asyncio.Lock(), [0]))
-        users[0] += 1
+    async def hold(self, key: Hashable, *, coalesce: bool = False) -> AsyncIterator[bool]:
+        """Yields True once this caller holds the object's lock; False at once when ``coalesce`` and
+        another caller is already waiting for it."""
+        turns = self._by_loop.setdefault(asyncio.get_running_loop(), {})
+        turn = turns.get(key)
+        if coalesce and turn is not None and turn.waiting:
+            yield False
+            return
+        if turn is None:
+            turn = turns[key] = _Turn()
+        turn.users += 1
+        turn.waiting += 1
+        acquired = False
         try:
-            async with lock:
-                yield
+            await turn.lock.acquire()
+            acquired = True
+            turn.waiting -= 1
+            yield True
         finally:
-            users[0] -= 1
-            if not users[0]:
-                del locks[key]
+            if acquired:
+                turn.lock.release()
+            else:
+                turn.waiting -= 1
+            turn.users -= 1
+            if not turn.users:
+                del turns[key]
 
     def __len__(self) -> int:
-        """Locks in use on the running loop (for tests)."""
+        """Objects locked or waited for on the running loop (for tests)."""
         return len(self._by_loop.get(asyncio.get_running_loop(), {}))
+
+
+class _Turn:
+    __slots__ = ("lock", "users", "waiting")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+        self.waiting = 0
+
+
+class KnownChildren:
+    """Spec hashes of the children this operator process last applied or read, per owner. A reconcile
+    triggered by a child's event trusts them for children whose state it does not read (a Service, a
+    NetworkPolicy), instead of a GET per child per event; the owner's own create, update and resume
+    handlers always read every child, so drift is repaired there."""
+
+    def __init__(self) -> None:
+        self._by_owner: dict[tuple[str, str, str], dict[tuple[str, str], str]] = {}
+
+    def of(self, kind: str, namespace: str, name: str) -> dict[tuple[str, str], str]:
+        return self._by_owner.setdefault((kind, namespace, name), {})
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        self._by_owner.pop((kind, namespace, name), None)
 
 
 class Owner:
     """One custom resource being reconciled: where it is, its last status, and how to write the next."""
 
-    def __init__(self, kube: Kube, body: dict[str, Any], *, progress_reasons: Collection[str] = ()) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        body: dict[str, Any],
+        *,
+        progress_reasons: Collection[str] = (),
+        known: dict[tuple[str, str], str] | None = None,
+    ) -> None:
         self.kube = kube
         self.body = body
         self.api_version: str = body["apiVersion"]
@@ -64,13 +116,21 @@ class Owner:
         self._progress = set(progress_reasons)
         #: children as the API server returned them in this reconcile, by (kind, name): read once, reused
         self.children: dict[tuple[str, str], dict[str, Any]] = {}
+        #: spec hashes of children known current (see KnownChildren), by (kind, name)
+        self.known: dict[tuple[str, str], str] = {} if known is None else known
 
-    async def apply_children(self, objects: list[Manifest], failed_type: str = READY) -> Cond | None:
+    async def apply_children(
+        self, objects: list[Manifest], failed_type: str = READY, *, trust_known: Collection[str] = ()
+    ) -> Cond | None:
         """Server-side apply each child (owned by this object) whose spec hash differs from the cluster's;
-        on failure, a False condition of ``failed_type`` whose reason names the child's kind."""
+        on failure, a False condition of ``failed_type`` whose reason names the child's kind. Children of
+        the kinds in ``trust_known`` whose hash is known current are neither read nor applied."""
         for obj in objects:
             kopf.append_owner_reference(obj, owner=self.kopf_body)
             meta = obj["metadata"]
+            key, want = (obj["kind"], meta["name"]), meta["annotations"][SPEC_HASH_ANNOTATION]
+            if obj["kind"] in trust_known and self.known.get(key) == want:
+                continue
             try:
                 current = await self.kube.get(
                     obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"]
@@ -78,11 +138,13 @@ class Owner:
                 have = (
                     ((current or {}).get("metadata") or {}).get("annotations", {}).get(SPEC_HASH_ANNOTATION)
                 )
-                if current is None or have != meta["annotations"][SPEC_HASH_ANNOTATION]:
+                if current is None or have != want:
                     current = await self.kube.apply(obj)
-                self.children[(obj["kind"], meta["name"])] = current
+                self.children[key] = current
+                self.known[key] = want
             except ApiError as exc:
                 kind = obj["kind"]
+                self.known.pop(key, None)
                 return Cond.false(failed_type, f"{kind}Failed", f"{kind} {meta['name']}: {exc.message}")
         return None
 

@@ -14,7 +14,7 @@ import kopf
 from pydantic import ValidationError
 
 from modelyard.api import GROUP, VERSION, ModelDeployment
-from modelyard.api.conditions import Cond
+from modelyard.api.conditions import Cond, condition
 from modelyard.api.model_deployment import Phase, SourceScheme
 from modelyard.audit.model_deployment import model_deployment_findings
 from modelyard.config import Settings
@@ -37,6 +37,7 @@ from .common import READY, ObjectLocks, Owner
 from .metrics import instrumented
 
 API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "ModelDeployment"
 PLURAL = "modeldeployments"
 OWNER_LABEL = "modelyard.dev/modeldeployment"
 MANAGED: dict[str, Any] = {
@@ -53,7 +54,7 @@ _locks = ObjectLocks()
 @kopf.on.update(GROUP, VERSION, PLURAL)
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 async def on_model_deployment(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
-    await reconcile(memo.kube, memo.settings, str(meta["namespace"]), str(meta["name"]), strict=True)
+    await reconcile(memo, str(meta["namespace"]), str(meta["name"]), strict=True)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
@@ -67,27 +68,41 @@ async def on_child(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     namespace = body.get("metadata", {}).get("namespace")
     if not owner or not namespace:
         return
-    await reconcile(memo.kube, memo.settings, namespace, owner, strict=False)
+    await reconcile(memo, namespace, owner, strict=False)
 
 
 @instrumented("ModelDeployment")
-async def reconcile(kube: Kube, settings: Settings, namespace: str, name: str, *, strict: bool) -> None:
+async def reconcile(memo: kopf.Memo, namespace: str, name: str, *, strict: bool) -> None:
     """Bring one ModelDeployment's children and status in line with its spec.
 
-    ``strict`` (the object's own handlers) turns an invalid spec into a PermanentError for kopf; from a
-    child's event the condition and Event are enough.
+    ``strict`` (the object's own handlers) reads every child and turns an invalid spec into a
+    PermanentError for kopf. A child's event (not strict) reads only the Job and the Deployment whose state
+    it follows, and gives way to a reconcile of the same object already waiting to run.
     """
-    async with _locks.hold((namespace, name)):
-        # Another trigger may have just written status: start from what the API server has now.
-        current = await kube.get(API_VERSION, "ModelDeployment", namespace, name)
-        if current is None or current["metadata"].get("deletionTimestamp"):
+    async with _locks.hold((namespace, name), coalesce=not strict) as turn:
+        if not turn:
             return
-        await _Reconcile(kube, settings, current).run(strict=strict)
+        # Another trigger may have just written status: start from what the API server has now.
+        current = await memo.kube.get(API_VERSION, "ModelDeployment", namespace, name)
+        if current is None or current["metadata"].get("deletionTimestamp"):
+            memo.known_children.forget(KIND, namespace, name)
+            return
+        known = memo.known_children.of(KIND, namespace, name)
+        await _Reconcile(memo.kube, memo.settings, current, known).run(strict=strict)
+
+
+#: children whose state the status does not follow: a child's event need not read them again
+_UNREAD_KINDS = frozenset(
+    {"ServiceAccount", "Service", "NetworkPolicy", "PersistentVolumeClaim", "PodDisruptionBudget"}
+    | {"HorizontalPodAutoscaler"}
+)
 
 
 class _Reconcile(Owner):
-    def __init__(self, kube: Kube, settings: Settings, body: dict[str, Any]) -> None:
-        super().__init__(kube, body, progress_reasons=_PROGRESS_REASONS)
+    def __init__(
+        self, kube: Kube, settings: Settings, body: dict[str, Any], known: dict[tuple[str, str], str]
+    ) -> None:
+        super().__init__(kube, body, progress_reasons=_PROGRESS_REASONS, known=known)
         self.settings = settings
         self.findings: list[dict[str, Any]] | None = None  # set once the spec parses
 
@@ -112,7 +127,8 @@ class _Reconcile(Owner):
         planned = Cond.true(PLANNED, "Planned", _plan_message(plan))
         images = Images(self.settings.vllm_image, self.settings.aws_cli_image)
         children = render_model_deployment(md, plan, images)
-        failed = await self.apply_children([*children.base, *children.cache])
+        trust = () if strict else _UNREAD_KINDS
+        failed = await self.apply_children([*children.base, *children.cache], trust_known=trust)
         if failed is not None:
             await self._finish([planned, failed], phase=Phase.FAILED, plan=plan)
             return
@@ -122,8 +138,10 @@ class _Reconcile(Owner):
             waiting = Cond.false(AVAILABLE, "WaitingForCache", "weights not cached yet")
             await self._finish([planned, cached, waiting], phase=phase, plan=plan)
             return
-        await self._remove_stale_jobs(children)
-        failed = await self.apply_children(children.serving)
+        previous = condition(self.status, MODEL_CACHED) or {}
+        if strict or (previous.get("status"), previous.get("message")) != ("True", cached.message):
+            await self._remove_stale_jobs(children)  # once, when the cache becomes ready
+        failed = await self.apply_children(children.serving, trust_known=trust)
         if failed is not None:
             await self._finish([planned, cached, failed], phase=Phase.FAILED, plan=plan)
             return
@@ -213,12 +231,22 @@ def _job_condition(name: str, job: dict[str, Any]) -> Cond:
 
 
 def _availability(deployment: dict[str, Any], desired: int) -> tuple[Cond, tuple[int, int]]:
+    """Available once the Deployment's rollout is complete, by the rule ``kubectl rollout status`` uses: the
+    controller has seen the current spec, every replica runs the current template, none of an old one is
+    left, and all are ready. A just-changed spec therefore reads Progressing until the new pods are up."""
     status = deployment.get("status") or {}
     replicas, ready = status.get("replicas", 0), status.get("readyReplicas", 0)
+    updated = status.get("updatedReplicas", 0)
     wanted = (deployment.get("spec") or {}).get("replicas", desired)
-    if ready >= max(wanted, 1) and status.get("updatedReplicas", 0) >= wanted:
+    observed = status.get("observedGeneration", 0) >= (deployment.get("metadata") or {}).get("generation", 0)
+    if not observed:
+        return Cond.false(AVAILABLE, "Progressing", "rollout not observed yet"), (replicas, ready)
+    if updated >= wanted and replicas <= updated and ready >= max(wanted, 1):
         return Cond.true(AVAILABLE, "MinimumReplicasAvailable", f"{ready}/{wanted} replicas ready"), (
             replicas,
             ready,
         )
+    if updated < wanted or replicas > updated:
+        message = f"{updated}/{wanted} replicas updated, {ready} ready"
+        return Cond.false(AVAILABLE, "Progressing", message), (replicas, ready)
     return Cond.false(AVAILABLE, "Progressing", f"{ready}/{wanted} replicas ready"), (replicas, ready)
