@@ -208,3 +208,29 @@ def served_models(k8s: Any, namespace: str) -> set[str]:
         client.CoreV1Api(k8s).read_namespaced_config_map("gw-gateway-config", namespace).data["config.yaml"]
     )
     return {entry["litellm_params"]["model"] for entry in yaml.safe_load(data)["model_list"]}
+
+
+def test_policies_in_one_namespace_share_the_gateway_service_account(
+    k8s: Any, custom: Any, namespace: str, run_operator: Any, wait_for: Any
+) -> None:
+    """Each policy adds only its own owner reference to the namespace's gateway ServiceAccount: deleting one
+    policy leaves the ServiceAccount to the others (garbage collection drops the deleted owner)."""
+    core = client.CoreV1Api(k8s)
+
+    def owners() -> list[str]:
+        try:
+            account = core.read_namespaced_service_account("modelyard-gateway", namespace)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return []
+            raise
+        return sorted(ref.name for ref in account.metadata.owner_references or [])
+
+    with run_operator():
+        for name in ("first", "second"):
+            create(custom, namespace, {**POLICY, "metadata": {"name": name}})
+        wait_for(lambda: owners() == ["first", "second"], 60, "both policies own the ServiceAccount")
+        custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "routepolicies", "first")
+        wait_for(lambda: owners() == ["second"], 60, "the deleted policy's reference dropped")
+        labels = core.read_namespaced_service_account("modelyard-gateway", namespace).metadata.labels
+        assert "modelyard.dev/routepolicy" not in labels  # no policy's mark on what all of them share

@@ -353,6 +353,8 @@ def test_manifests_validate_against_kubernetes_schemas(bindings: dict[str, Provi
 
 def test_every_object_carries_labels_and_spec_hash() -> None:
     for obj in render().values():
+        if obj["kind"] == "ServiceAccount":
+            continue  # shared by the namespace's policies: see below
         meta = obj["metadata"]
         assert meta["namespace"] == NS
         assert meta["labels"]["app.kubernetes.io/component"] == "gateway"
@@ -446,6 +448,9 @@ def test_model_servers_admit_the_gateway_pods() -> None:
 def test_service_account_carries_the_merged_identity() -> None:
     account = render()["ServiceAccount"]
     assert account["metadata"]["name"] == "modelyard-gateway"
+    # Shared by every policy (and binding) in the namespace: nothing one policy would set differently.
+    assert "modelyard.dev/routepolicy" not in account["metadata"]["labels"]
+    assert SPEC_HASH_ANNOTATION not in account["metadata"]["annotations"]
     annotations = account["metadata"]["annotations"]
     assert annotations["eks.amazonaws.com/role-arn"] == "arn:aws:iam::123456789012:role/llm-gateway"
     assert annotations["azure.workload.identity/client-id"] == "11111111-2222-3333-4444-555555555555"

@@ -10,6 +10,8 @@ losing ``PrivateConnectivityVerified``) re-reconciles the policies of its namesp
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import secrets
 from typing import Any, TypeVar
 
@@ -79,13 +81,24 @@ async def on_route_policy(meta: kopf.Meta, memo: kopf.Memo, **kwargs: Any) -> No
 
 @kopf.on.event(GROUP, VERSION, "modeldeployments")
 @kopf.on.event(GROUP, VERSION, "providerbindings")
-async def on_backend(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    """A backend changed (spec, status or existence): re-resolve the policies that reference it."""
+async def on_backend(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, **kwargs: Any) -> None:
+    """A backend changed (spec, status or existence): re-resolve the policies that reference it. A change
+    that cannot matter to routing (a re-verification that only moved ``lastVerifiedTime``, kopf's own
+    progress) is skipped."""
     namespace, name = body.get("metadata", {}).get("namespace"), body.get("metadata", {}).get("name")
-    policies: kopf.Index[str, Any] = kwargs["route_policies_by_namespace"]
-    for policy, references in list(policies.get(namespace, [])):
-        if name in references:
-            await reconcile(memo, namespace, policy, _Backends.of(kwargs), strict=False)
+    index: kopf.Index[str, Any] = kwargs["route_policies_by_namespace"]
+    policies = [policy for policy, references in list(index.get(namespace, [])) if name in references]
+    seen: dict[Any, str] = memo.setdefault("backend_fingerprints", {})
+    key = (body.get("kind"), namespace, name)
+    if not policies or event.get("type") == "DELETED":
+        seen.pop(key, None)
+    else:
+        fingerprint = _routing_fingerprint(body)
+        if seen.get(key) == fingerprint:
+            return
+        seen[key] = fingerprint
+    for policy in policies:
+        await reconcile(memo, namespace, policy, _Backends.of(kwargs), strict=False)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={"modelyard.dev/routepolicy": kopf.PRESENT})
@@ -94,6 +107,16 @@ async def on_gateway(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     meta = body.get("metadata", {})
     owner = meta.get("labels", {}).get("modelyard.dev/routepolicy")
     await reconcile(memo, meta["namespace"], owner, _Backends.of(kwargs), strict=False)
+
+
+def _routing_fingerprint(body: kopf.Body) -> str:
+    status = {k: v for k, v in (body.get("status") or {}).items() if k not in _NOT_ROUTING}
+    relevant = {"labels": body.get("metadata", {}).get("labels"), "spec": body.get("spec"), "status": status}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
+
+
+#: status fields routing never reads
+_NOT_ROUTING = frozenset({"kopf", "lastVerifiedTime"})
 
 
 class _Backends:
@@ -131,7 +154,9 @@ def _parse(cls: type[T], bodies: Any) -> list[T]:
 
 @instrumented("RoutePolicy")
 async def reconcile(memo: kopf.Memo, namespace: str, name: str, backends: _Backends, *, strict: bool) -> None:
-    async with _locks.hold((namespace, name)):
+    async with _locks.hold((namespace, name), coalesce=not strict) as turn:
+        if not turn:
+            return  # a reconcile of this policy is already waiting: it will see this change
         current = await memo.kube.get(API_VERSION, "RoutePolicy", namespace, name)
         if current is None or current["metadata"].get("deletionTimestamp"):
             return
@@ -169,7 +194,12 @@ class _Reconcile(Owner):
         objects = render_gateway(
             policy, routes, wiring, namespace=self.namespace, image=self.settings.litellm_image
         )
-        failed = await self._ensure_master_key() or await self.apply_children(objects, GATEWAY_READY)
+        account, owned = objects[0], objects[1:]
+        failed = (
+            await self._ensure_master_key()
+            or await self._ensure_service_account(account)
+            or await self.apply_children(owned, GATEWAY_READY)
+        )
         gateway = failed or await self._gateway_condition(policy.spec.gateway.replicas)
         await self._finish([resolved, compliant, gateway], routes=statuses)
 
@@ -198,6 +228,22 @@ class _Reconcile(Owner):
         except ApiError as exc:
             if exc.status != 409:
                 return Cond.false(GATEWAY_READY, "SecretFailed", f"Secret {name}: {exc.message}")
+        return None
+
+    async def _ensure_service_account(self, account: dict[str, Any]) -> Cond | None:
+        """The gateway ServiceAccount is shared by the namespace's policies and bindings. Each policy applies
+        it as a field manager of its own, adding only its own non-controller owner reference, so policies
+        never take fields from one another and it is garbage-collected with the last of its owners."""
+        name, uid = account["metadata"]["name"], self.body["metadata"]["uid"]
+        try:
+            current = await self.kube.get("v1", "ServiceAccount", self.namespace, name)
+            references = ((current or {}).get("metadata") or {}).get("ownerReferences") or []
+            if current is not None and any(ref.get("uid") == uid for ref in references):
+                return None
+            kopf.append_owner_reference(account, owner=self.kopf_body, controller=False)
+            await self.kube.apply(account, field_manager=f"modelyard-routepolicy-{self.name}"[:128])
+        except ApiError as exc:
+            return Cond.false(GATEWAY_READY, "ServiceAccountFailed", f"ServiceAccount {name}: {exc.message}")
         return None
 
     async def _gateway_condition(self, replicas: int) -> Cond:

@@ -45,6 +45,7 @@ from .common import (
     spec_hash,
 )
 from .identity import AWS_SECRET_KEYS, AZURE_SECRET_KEY, IdentityWiring, static_env_name
+from .identity import service_account as identity_service_account
 from .model_deployment import PORT as MODEL_SERVER_PORT
 from .model_deployment import SERVER as MODEL_SERVER
 from .model_deployment import endpoint as model_deployment_endpoint
@@ -69,6 +70,7 @@ GATEWAY_CLIENT_LABEL = "modelyard.dev/gateway-client"
 NO_API_KEY = "unused"
 #: Separates a route's name from its fallback group number; route names cannot contain it.
 FALLBACK_SEPARATOR = "@fallback-"
+_SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,8 +221,12 @@ def compile_litellm_config(policy: RoutePolicy, routes: Sequence[ResolvedRoute])
 
 
 def config_yaml(config: dict[str, Any]) -> str:
-    """The config as the ConfigMap holds it: deterministic YAML."""
-    return yaml.safe_dump(config, sort_keys=False, default_flow_style=False, width=120)
+    """The config as the ConfigMap holds it: deterministic YAML. libyaml's emitter when PyYAML has it (its
+    wheels do), about 4 times faster than the pure-Python one: the operator compiles every RoutePolicy that
+    references a backend each time the backend's status changes. Both give the same data, and for configs
+    like these the same text (they lay out keys of 128 characters or more and long escaped strings
+    differently)."""
+    return yaml.dump(config, Dumper=_SAFE_DUMPER, sort_keys=False, default_flow_style=False, width=120)
 
 
 LITELLM = GatewayEngine(
@@ -373,12 +379,10 @@ class _Gateway:
         return selector_labels(KIND, self.policy_name, GATEWAY_COMPONENT)
 
     def service_account(self) -> Manifest:
-        return {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": self._meta(self.wiring.service_account, dict(self.wiring.sa_annotations)),
-            "automountServiceAccountToken": False,
-        }
+        """The namespace's gateway ServiceAccount, shared by every RoutePolicy and ProviderBinding there:
+        exactly what the ProviderBinding controller applies (no policy's labels, no spec hash), so that
+        appliers agree on every field and only add their own owner reference."""
+        return identity_service_account(self.wiring, self.namespace)
 
     def config_map(self) -> Manifest:
         return {
