@@ -27,9 +27,9 @@ def deployment(generation: int, observed: int, replicas: int, updated: int, read
     ("state", "available", "message"),
     [
         (deployment(1, 1, 2, 2, 2), "True", "2/2 replicas ready"),
-        (deployment(2, 1, 2, 2, 2), "False", "rollout not observed yet"),  # the spec just changed
-        (deployment(2, 2, 2, 0, 2), "False", "0/2 replicas updated, 2 ready"),  # old pods still serve
-        (deployment(2, 2, 3, 2, 2), "False", "2/2 replicas updated, 2 ready"),  # an old pod is left
+        (deployment(2, 1, 2, 2, 2), "False", "rollout in progress (2 wanted)"),  # the spec just changed
+        (deployment(2, 2, 2, 0, 2), "False", "rollout in progress (2 wanted)"),  # old pods still serve
+        (deployment(2, 2, 3, 2, 2), "False", "rollout in progress (2 wanted)"),  # an old pod is left
         (deployment(2, 2, 2, 2, 1), "False", "1/2 replicas ready"),
     ],
 )
@@ -42,4 +42,4 @@ def test_available_only_when_the_rollout_is_complete(
 
 def test_a_deployment_not_yet_read_is_progressing() -> None:
     cond, replicas = _availability({}, 1)
-    assert (cond.status, replicas) == ("False", (0, 0))
+    assert (cond.status, cond.message, replicas) == ("False", "rollout in progress (1 wanted)", (0, 0))

@@ -93,6 +93,63 @@ class KnownChildren:
         self._by_owner.pop((kind, namespace, name), None)
 
 
+class WatchedChildren:
+    """The latest Jobs and Deployments the operator owns, kept from their watch events and from apply
+    responses, so a reconcile reads them here instead of with a GET each (an informer cache, in kopf's
+    terms an index of our own). Only what the controllers read is kept: name, generation, spec hash,
+    ``spec.replicas`` and status."""
+
+    KINDS = frozenset({"Job", "Deployment"})
+
+    def __init__(self) -> None:
+        self._objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._objects.get((kind, namespace, name))
+
+    def put(self, body: dict[str, Any]) -> bool:
+        """Keep ``body`` unless a newer version is kept already; True when what controllers read changed."""
+        slim = _slim(body)
+        meta = slim["metadata"]
+        key = (slim["kind"], meta["namespace"], meta["name"])
+        old = self._objects.get(key)
+        if old is not None and _older(meta["resourceVersion"], old["metadata"]["resourceVersion"]):
+            return False  # an event that was in flight while we applied: the apply's answer is newer
+        self._objects[key] = slim
+        return old is None or _without_version(old) != _without_version(slim)
+
+    def drop(self, kind: str, namespace: str, name: str) -> None:
+        self._objects.pop((kind, namespace, name), None)
+
+
+def _slim(body: dict[str, Any]) -> dict[str, Any]:
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    annotations = meta.get("annotations") or {}
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "generation": meta.get("generation"),
+            "resourceVersion": meta.get("resourceVersion", ""),
+            "annotations": {k: v for k, v in annotations.items() if k == SPEC_HASH_ANNOTATION},
+        },
+        "spec": {"replicas": spec["replicas"]} if "replicas" in spec else {},
+        "status": body.get("status") or {},
+    }
+
+
+def _without_version(slim: dict[str, Any]) -> dict[str, Any]:
+    return {**slim, "metadata": {**slim["metadata"], "resourceVersion": None}}
+
+
+def _older(version: str, than: str) -> bool:
+    """resourceVersions are opaque to clients; etcd's are integers, and only then is the order used."""
+    return version.isdigit() and than.isdigit() and int(version) < int(than)
+
+
 class Owner:
     """One custom resource being reconciled: where it is, its last status, and how to write the next."""
 
@@ -102,7 +159,9 @@ class Owner:
         body: dict[str, Any],
         *,
         progress_reasons: Collection[str] = (),
+        quiet_reasons: Collection[str] = (),
         known: dict[tuple[str, str], str] | None = None,
+        watched: WatchedChildren | None = None,
     ) -> None:
         self.kube = kube
         self.body = body
@@ -114,17 +173,22 @@ class Owner:
         self.status: dict[str, Any] = dict(body.get("status") or {})
         self.kopf_body = kopf.Body(cast(kopf.RawBody, body))
         self._progress = set(progress_reasons)
+        self._quiet = set(quiet_reasons)
         #: children as the API server returned them in this reconcile, by (kind, name): read once, reused
         self.children: dict[tuple[str, str], dict[str, Any]] = {}
         #: spec hashes of children known current (see KnownChildren), by (kind, name)
         self.known: dict[tuple[str, str], str] = {} if known is None else known
+        self.watched = watched
+        #: never reconciled (no status written yet): its children are applied without being read first
+        self.fresh = "observedGeneration" not in self.status
 
     async def apply_children(
         self, objects: list[Manifest], failed_type: str = READY, *, trust_known: Collection[str] = ()
     ) -> Cond | None:
         """Server-side apply each child (owned by this object) whose spec hash differs from the cluster's;
         on failure, a False condition of ``failed_type`` whose reason names the child's kind. Children of
-        the kinds in ``trust_known`` whose hash is known current are neither read nor applied."""
+        the kinds in ``trust_known`` whose hash is known current are neither read nor applied; a fresh
+        owner's children are applied without a read (server-side apply makes that safe)."""
         for obj in objects:
             kopf.append_owner_reference(obj, owner=self.kopf_body)
             meta = obj["metadata"]
@@ -132,14 +196,18 @@ class Owner:
             if obj["kind"] in trust_known and self.known.get(key) == want:
                 continue
             try:
-                current = await self.kube.get(
-                    obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"]
-                )
+                current = self._watched(obj["kind"], meta["name"])
+                if current is None and not self.fresh:
+                    current = await self.kube.get(
+                        obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"]
+                    )
                 have = (
                     ((current or {}).get("metadata") or {}).get("annotations", {}).get(SPEC_HASH_ANNOTATION)
                 )
                 if current is None or have != want:
                     current = await self.kube.apply(obj)
+                    if self.watched is not None and obj["kind"] in WatchedChildren.KINDS:
+                        self.watched.put(current)
                 self.children[key] = current
                 self.known[key] = want
             except ApiError as exc:
@@ -147,6 +215,11 @@ class Owner:
                 self.known.pop(key, None)
                 return Cond.false(failed_type, f"{kind}Failed", f"{kind} {meta['name']}: {exc.message}")
         return None
+
+    def _watched(self, kind: str, name: str) -> dict[str, Any] | None:
+        if self.watched is None or kind not in WatchedChildren.KINDS:
+            return None
+        return self.watched.get(kind, self.namespace, name)
 
     async def write_status(self, conds: list[Cond], fields: dict[str, Any]) -> list[dict[str, Any]]:
         """Status with ``conds`` (plus the summary Ready condition unless ``conds`` ends with one) and
@@ -176,6 +249,8 @@ class Owner:
             if old is not None and (old.get("status"), old.get("reason")) == (cond["status"], cond["reason"]):
                 continue
             if cond["type"] == READY and cond["status"] != "True" and cond["reason"] in reasons:
+                continue
+            if cond["reason"] in self._quiet:  # a step of progress another condition's Event announces
                 continue
             normal = cond["status"] == "True" or cond["reason"] in self._progress
             message = f"{cond['type']}={cond['status']}: {cond['message']}"[:MAX_EVENT_MESSAGE]

@@ -19,7 +19,6 @@ from modelyard.api.model_deployment import Phase, SourceScheme
 from modelyard.audit.model_deployment import model_deployment_findings
 from modelyard.config import Settings
 from modelyard.errors import Infeasible, UserError
-from modelyard.kube import Kube
 from modelyard.manifests import format_validation_error
 from modelyard.planning.capacity import Plan
 from modelyard.planning.spec import plan_deployment
@@ -57,18 +56,71 @@ async def on_model_deployment(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> Non
     await reconcile(memo, str(meta["namespace"]), str(meta["name"]), strict=True)
 
 
+@kopf.on.startup()
+async def track_pods(memo: kopf.Memo, **_: Any) -> None:
+    memo.unschedulable_pods = UnschedulablePods()
+
+
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
 @kopf.on.event("v1", "pods", labels=MANAGED)
-async def on_child(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A child changed: reconcile its owner so status follows it (serving starts once cached; a serving pod
-    the scheduler cannot place shows in Available). The watches carry a server-side label selector
-    (runtime.py), so only modelyard's own objects reach here."""
-    owner = body.get("metadata", {}).get("labels", {}).get(OWNER_LABEL)
-    namespace = body.get("metadata", {}).get("namespace")
-    if not owner or not namespace:
+async def on_child(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """A child changed: reconcile its owner when something its status follows changed — the Job's or the
+    Deployment's status or spec hash, or whether the scheduler can place a serving pod. The watches carry
+    a server-side label selector (runtime.py), so only modelyard's own objects reach here."""
+    meta = body.get("metadata", {})
+    owner, namespace, name = meta.get("labels", {}).get(OWNER_LABEL), meta.get("namespace"), meta.get("name")
+    if not owner or not namespace or not name:
         return
-    await reconcile(memo, namespace, owner, strict=False)
+    deleted = event.get("type") == "DELETED"
+    kind = body.get("kind")
+    if kind == "Pod":
+        changed = memo.unschedulable_pods.observe(namespace, owner, body, deleted=deleted)
+    elif deleted:
+        memo.watched_children.drop(kind, namespace, name)
+        changed = True
+    else:
+        changed = memo.watched_children.put(dict(body))
+    if changed:
+        await reconcile(memo, namespace, owner, strict=False)
+
+
+class UnschedulablePods:
+    """Serving pods the scheduler cannot place, with its message, by owner: kept from pod events, so a
+    reconcile never lists pods and a pod event reconciles only when this changes."""
+
+    def __init__(self) -> None:
+        self._by_owner: dict[tuple[str, str], dict[str, str]] = {}
+
+    def observe(self, namespace: str, owner: str, body: kopf.Body, *, deleted: bool) -> bool:
+        """Record one pod's event; True when whether it can be placed (or why not) changed."""
+        meta = body.get("metadata", {})
+        if meta.get("labels", {}).get("app.kubernetes.io/component") != SERVER:
+            return False  # download pods: their Job's events tell the story
+        key, name = (namespace, owner), meta["name"]
+        pods = self._by_owner.get(key, {})
+        before = pods.get(name)
+        message = None if deleted else _unschedulable_message(body)
+        if message is None:
+            pods.pop(name, None)
+        else:
+            pods[name] = message
+        if pods:
+            self._by_owner[key] = pods
+        else:
+            self._by_owner.pop(key, None)
+        return before != message
+
+    def message(self, namespace: str, owner: str) -> str | None:
+        pods = self._by_owner.get((namespace, owner))
+        return next(iter(sorted(pods.items())))[1] if pods else None
+
+
+def _unschedulable_message(pod: kopf.Body) -> str | None:
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("reason") == "Unschedulable":
+            return str(cond.get("message", ""))
+    return None
 
 
 @instrumented("ModelDeployment")
@@ -87,8 +139,7 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str, *, strict: bool)
         if current is None or current["metadata"].get("deletionTimestamp"):
             memo.known_children.forget(KIND, namespace, name)
             return
-        known = memo.known_children.of(KIND, namespace, name)
-        await _Reconcile(memo.kube, memo.settings, current, known).run(strict=strict)
+        await _Reconcile(memo, current).run(strict=strict)
 
 
 #: children whose state the status does not follow: a child's event need not read them again
@@ -99,11 +150,18 @@ _UNREAD_KINDS = frozenset(
 
 
 class _Reconcile(Owner):
-    def __init__(
-        self, kube: Kube, settings: Settings, body: dict[str, Any], known: dict[tuple[str, str], str]
-    ) -> None:
-        super().__init__(kube, body, progress_reasons=_PROGRESS_REASONS, known=known)
-        self.settings = settings
+    def __init__(self, memo: kopf.Memo, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        super().__init__(
+            memo.kube,
+            body,
+            progress_reasons=_PROGRESS_REASONS,
+            quiet_reasons=_QUIET_REASONS,
+            known=memo.known_children.of(KIND, meta["namespace"], meta["name"]),
+            watched=memo.watched_children,
+        )
+        self.settings: Settings = memo.settings
+        self.pods: UnschedulablePods = memo.unschedulable_pods
         self.findings: list[dict[str, Any]] | None = None  # set once the spec parses
 
     async def run(self, *, strict: bool) -> None:
@@ -167,12 +225,8 @@ class _Reconcile(Owner):
 
     async def _unschedulable(self) -> Cond | None:
         """The scheduler's reason when a serving pod cannot be placed (e.g. not enough GPUs)."""
-        selector = f"{OWNER_LABEL}={self.name},app.kubernetes.io/component={SERVER}"
-        for pod in await self.kube.list("v1", "Pod", self.namespace, labels=selector):
-            for cond in (pod.get("status") or {}).get("conditions") or []:
-                if cond.get("type") == "PodScheduled" and cond.get("reason") == "Unschedulable":
-                    return Cond.false(AVAILABLE, "Unschedulable", cond.get("message", ""))
-        return None
+        message = self.pods.message(self.namespace, self.name)
+        return None if message is None else Cond.false(AVAILABLE, "Unschedulable", message)
 
     async def _remove_stale_jobs(self, children: ModelDeploymentChildren) -> None:
         """Download Jobs of an earlier source or revision, once the current one has cached the weights."""
@@ -202,6 +256,9 @@ class _Reconcile(Owner):
 
 
 _PROGRESS_REASONS = {"Downloading", "WaitingForCache", "Progressing", "Scaling"}
+#: no Event: "Downloading" already said the serving Deployment waits, and the Deployment's own Events tell
+#: its rollout; both stay visible in status.conditions
+_QUIET_REASONS = {"WaitingForCache", "Progressing"}
 
 
 def _plan_message(plan: Plan) -> str:
@@ -233,20 +290,16 @@ def _job_condition(name: str, job: dict[str, Any]) -> Cond:
 def _availability(deployment: dict[str, Any], desired: int) -> tuple[Cond, tuple[int, int]]:
     """Available once the Deployment's rollout is complete, by the rule ``kubectl rollout status`` uses: the
     controller has seen the current spec, every replica runs the current template, none of an old one is
-    left, and all are ready. A just-changed spec therefore reads Progressing until the new pods are up."""
+    left, and all are ready. A just-changed spec therefore reads Progressing until the new pods are up.
+    The message stays the same while a rollout progresses, so status is not rewritten at every step."""
     status = deployment.get("status") or {}
     replicas, ready = status.get("replicas", 0), status.get("readyReplicas", 0)
     updated = status.get("updatedReplicas", 0)
     wanted = (deployment.get("spec") or {}).get("replicas", desired)
     observed = status.get("observedGeneration", 0) >= (deployment.get("metadata") or {}).get("generation", 0)
-    if not observed:
-        return Cond.false(AVAILABLE, "Progressing", "rollout not observed yet"), (replicas, ready)
-    if updated >= wanted and replicas <= updated and ready >= max(wanted, 1):
-        return Cond.true(AVAILABLE, "MinimumReplicasAvailable", f"{ready}/{wanted} replicas ready"), (
-            replicas,
-            ready,
-        )
-    if updated < wanted or replicas > updated:
-        message = f"{updated}/{wanted} replicas updated, {ready} ready"
-        return Cond.false(AVAILABLE, "Progressing", message), (replicas, ready)
-    return Cond.false(AVAILABLE, "Progressing", f"{ready}/{wanted} replicas ready"), (replicas, ready)
+    rolled_out = observed and updated >= wanted and replicas <= updated
+    if rolled_out and ready >= max(wanted, 1):
+        message = f"{ready}/{wanted} replicas ready"
+        return Cond.true(AVAILABLE, "MinimumReplicasAvailable", message), (replicas, ready)
+    message = f"{ready}/{wanted} replicas ready" if rolled_out else f"rollout in progress ({wanted} wanted)"
+    return Cond.false(AVAILABLE, "Progressing", message), (replicas, ready)

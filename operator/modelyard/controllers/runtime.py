@@ -14,7 +14,7 @@ import kopf
 from modelyard.config import Settings
 from modelyard.kube import Kube
 
-from .common import KnownChildren
+from .common import KnownChildren, WatchedChildren
 
 #: Status field where kopf keeps handler progress and the last handled spec: in status, not annotations, so
 #: GitOps tools see no drift in the manifests they own.
@@ -26,6 +26,7 @@ MANAGED_SELECTOR = "app.kubernetes.io/managed-by=modelyard"
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     memo.settings = Settings.from_env()
     memo.known_children = KnownChildren()
+    memo.watched_children = WatchedChildren()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API request is noise
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field=f"status.{KOPF_STATE}.progress")
     settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(

@@ -18,7 +18,7 @@ import kopf
 
 FIELD_MANAGER = "modelyard"
 #: concurrent requests to the API server (kopf's watch streams are separate)
-CONNECTIONS = 16
+CONNECTIONS = 8
 Obj = dict[str, Any]
 
 
