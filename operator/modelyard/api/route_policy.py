@@ -132,7 +132,7 @@ class RoutePolicySpec(ApiModel):
     routes: list[Route] = Field(
         description="Routes, one per model name.",
         min_length=1,
-        max_length=64,
+        max_length=256,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["model"]},
     )
     limits: Limits = Field(default_factory=Limits, description="Rate limits.")
