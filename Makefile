@@ -60,10 +60,8 @@ test: install tools sandbox-bin verify-generated lint chart-lint ## everything C
 demo: install tools sandbox-bin ## a sandbox with simulated H100 nodes, the CRDs and every example
 	@hack/demo.sh
 
-bench: install tools sandbox-bin ## speed and memory figures, printed as numbers
-	@echo "== offline render"; python benchmarks/render.py
-	@echo "== sandbox with 100 GPU nodes"; python benchmarks/sandbox.py
-	@echo "== ModelDeployment controller"; python benchmarks/controller.py
+bench: install tools sandbox-bin ## speed and memory figures: a table, and bench-results.json (about 25 min)
+	@python benchmarks/run.py $(if $(ONLY),--only $(ONLY))
 
 clean:
 	@modelyard sandbox down 2>/dev/null || true

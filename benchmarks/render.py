@@ -1,4 +1,5 @@
-"""Offline render throughput: ModelDeployments parsed, planned and rendered per second on one core.
+"""Offline throughput on one core: capacity plans, renders, and ModelDeployments parsed, planned and
+rendered per second.
 
 Target: 2,000 per second or more. Prints numbers; asserts nothing (speed is measured here, not in tests).
 """
@@ -8,6 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any
+
+from benchlib import Figures
 
 from modelyard.api import ModelDeployment
 from modelyard.planning.spec import plan_deployment
@@ -31,15 +34,16 @@ BODY: dict[str, Any] = {
 }
 
 
-def rate(label: str, fn: Callable[[int], None], seconds: float = 2.0) -> float:
+SECTION = "Offline"
+
+
+def rate(fn: Callable[[int], None], seconds: float = 2.0) -> float:
     fn(0)  # warm up
     count, started = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - started) < seconds:
         fn(count)
         count += 1
-    per_second = count / elapsed
-    print(f"{label:<44} {per_second:>10,.0f} /s  ({elapsed / count * 1e6:,.0f} us each)")
-    return per_second
+    return count / elapsed
 
 
 def parse_plan_render(i: int) -> None:
@@ -52,13 +56,21 @@ def print_free(_: str) -> None:
     """Discard output (what matters is producing it)."""
 
 
-def main() -> None:
+def run(figures: Figures) -> None:
     md = ModelDeployment.model_validate(BODY)
     plan = plan_deployment(md.spec)
-    rate("render (plan given)", lambda _: render_model_deployment(md, plan).all())
-    total = rate("parse + plan + render", parse_plan_render)
-    rate("render + YAML (plan given)", lambda _: print_free(to_yaml(render_model_deployment(md, plan).all())))
-    print(f"render throughput: {total:,.0f} ModelDeployments/s (target >= 2,000/s)")
+    figures.add(SECTION, "capacity plan", rate(lambda _: plan_deployment(md.spec)), "/s")
+    figures.add(SECTION, "render (plan given)", rate(lambda _: render_model_deployment(md, plan).all()), "/s")
+    total = rate(parse_plan_render)
+    figures.add(SECTION, "parse + plan + render", total, "/s", target=">= 2,000", met=total >= 2000)
+    with_yaml = rate(lambda _: print_free(to_yaml(render_model_deployment(md, plan).all())))
+    figures.add(SECTION, "render + YAML (plan given)", with_yaml, "/s")
+
+
+def main() -> None:
+    figures = Figures()
+    run(figures)
+    print(figures.table())
 
 
 if __name__ == "__main__":

@@ -9,30 +9,39 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import Figures
+
 from modelyard.sandbox import Ports, Sandbox
 
 GPU_NODES = 100
+SECTION = "Sandbox"
 
 
-def main() -> None:
+def run(figures: Figures) -> None:
     with tempfile.TemporaryDirectory(prefix="modelyard-bench-") as tmp:
         sandbox = Sandbox(Path(tmp) / "sandbox", ports=Ports.free())
         started = time.perf_counter()
         try:
             sandbox.up(gpu_nodes=GPU_NODES, gpus_per_node=8, cpu_nodes=1, volumes=0)
-            elapsed = time.perf_counter() - started
-            ready_rss = sandbox.status().rss_mib
+            figures.add(
+                SECTION, f"up, {GPU_NODES} GPU nodes + 1 CPU node Ready", time.perf_counter() - started, "s"
+            )
+            figures.add(SECTION, "control-plane RSS at Ready", sandbox.status().rss_mib, "MiB")
             time.sleep(30)
             status = sandbox.status()
+            figures.add(
+                SECTION, f"control-plane RSS 30 s later ({status.ready} nodes Ready)", status.rss_mib, "MiB"
+            )
+            for component in status.components:
+                figures.add(SECTION, f"  {component.name}", component.rss_kib / 1024, "MiB")
         finally:
             sandbox.down()
-    print(f"sandbox up, {GPU_NODES} GPU nodes + 1 CPU node Ready      {elapsed:8.1f} s")
-    print(f"control-plane RSS at Ready                          {ready_rss:8.0f} MiB")
-    print(
-        f"control-plane RSS 30 s later ({status.ready}/{status.total} nodes Ready)  {status.rss_mib:8.0f} MiB"
-    )
-    for component in status.components:
-        print(f"  {component.name:<24} {component.rss_kib / 1024:8.0f} MiB")
+
+
+def main() -> None:
+    figures = Figures()
+    run(figures)
+    print(figures.table())
 
 
 if __name__ == "__main__":
