@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from modelyard.api import ModelDeployment
 from modelyard.planning.spec import plan_deployment
-from modelyard.render.common import SPEC_HASH_ANNOTATION, to_yaml
+from modelyard.render.common import SPEC_HASH_ANNOTATION, stamp_content_hashes, to_yaml
 from modelyard.render.model_deployment import ModelDeploymentChildren, render_model_deployment
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -189,12 +190,16 @@ def test_network_policies() -> None:
 def test_deterministic_and_hash_tracks_the_spec() -> None:
     first, second = to_yaml(render(md()).all()), to_yaml(render(md()).all())
     assert first == second
-    hashes = {o["metadata"]["annotations"][SPEC_HASH_ANNOTATION] for o in render(md()).all()}
-    changed = {
-        o["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
-        for o in render(md(serving={"maxModelLen": 4096})).all()
-    }
-    assert len(hashes) == 1 and hashes != changed
+    def hashes(model: ModelDeployment) -> dict[str, str]:
+        return {
+            f"{o['kind']}/{o['metadata']['name']}": o["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
+            for o in render(model).all()
+        }
+
+    before, after = hashes(md()), hashes(md(serving={"maxModelLen": 4096}))
+    assert len(set(before.values())) == len(before)  # each child's own content
+    # A new context length changes the serving Deployment only: nothing else is applied again.
+    assert {key for key in before if before[key] != after[key]} == {"Deployment/llama"}
 
 
 def test_no_secret_value_is_ever_rendered() -> None:
@@ -220,3 +225,15 @@ def test_examples_render() -> None:
     )
     kinds = by_kind(render(obj))
     assert kinds["Deployment"][0]["spec"]["replicas"] == 2
+
+
+def test_spec_hash_depends_on_content_not_on_object_identity() -> None:
+    """The hash is compared with what an earlier operator process wrote: equal content, equal hash."""
+    first = render(md()).all()
+    rebuilt = copy.deepcopy(first)
+    for obj in rebuilt:  # strings built at run time, never interned, and shared objects unshared
+        obj["metadata"]["name"] = "".join(list(obj["metadata"]["name"]))
+    restamped = stamp_content_hashes(rebuilt)
+    assert [o["metadata"]["annotations"][SPEC_HASH_ANNOTATION] for o in restamped] == [
+        o["metadata"]["annotations"][SPEC_HASH_ANNOTATION] for o in first
+    ]

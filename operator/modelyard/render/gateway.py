@@ -43,6 +43,7 @@ from .common import (
     restricted_security_context,
     selector_labels,
     spec_hash,
+    stamp_content_hashes,
 )
 from .identity import AWS_SECRET_KEYS, AZURE_SECRET_KEY, IdentityWiring, static_env_name
 from .identity import service_account as identity_service_account
@@ -336,13 +337,10 @@ def render_gateway(
     setting), else the engine's pinned one."""
     chosen = policy.spec.gateway.image or image or engine.image
     gateway = _Gateway(policy, routes, wiring, namespace=namespace, image=chosen, engine=engine)
-    return [
-        gateway.service_account(),
-        gateway.config_map(),
-        gateway.service(),
-        gateway.network_policy(),
-        gateway.deployment(),
-    ]
+    owned = stamp_content_hashes(
+        [gateway.config_map(), gateway.service(), gateway.network_policy(), gateway.deployment()]
+    )
+    return [gateway.service_account(), *owned]
 
 
 class _Gateway:

@@ -31,6 +31,7 @@ from .common import (
     restricted_security_context,
     selector_labels,
     spec_hash,
+    stamp_content_hashes,
 )
 
 KIND = "ModelDeployment"
@@ -90,6 +91,7 @@ def render_model_deployment(
     base = [ctx.service_account(), ctx.service(), ctx.server_network_policy()]
     if cache:
         base.append(ctx.download_network_policy())
+    stamp_content_hashes([*base, *cache, *serving])
     return ModelDeploymentChildren(base=base, cache=cache, serving=serving)
 
 
