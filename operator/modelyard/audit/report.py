@@ -26,8 +26,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client
-
 from modelyard.api import GROUP, KINDS, VERSION
 from modelyard.api.common import DataClassification, Finding, Severity
 from modelyard.api.model_deployment import ModelDeployment
@@ -162,6 +160,8 @@ def from_cluster(api: Any, policy: ClusterPolicy) -> Report:
     """The report on every modelyard object of the cluster behind ``api`` (a ``kubernetes`` ApiClient), all
     namespaces, read-only: the three kinds and the metadata of NetworkPolicies. Nothing else is read (no
     Secret, ever)."""
+    from kubernetes import client  # noqa: PLC0415 - ~60 MiB the operator (which imports this package) never needs
+
     sources, skipped = _list_objects(client.CustomObjectsApi(api))
     policies = client.NetworkingV1Api(api).list_network_policy_for_all_namespaces(_request_timeout=TIMEOUT_S)
     metadata = [

@@ -14,11 +14,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kubernetes import config
-from kubernetes.client.rest import ApiException
-from kubernetes.config.config_exception import ConfigException
-from urllib3.exceptions import HTTPError
-
 from modelyard.api.common import Severity
 from modelyard.audit.output import to_json, to_sarif, to_table
 from modelyard.audit.report import Report, from_cluster, from_files
@@ -66,6 +61,12 @@ def run_audit(args: argparse.Namespace) -> int:
 
 def _cluster_report(policy: ClusterPolicy) -> Report:
     """The report on the cluster of the current kubeconfig; what goes wrong reaching it is one line."""
+    # Imported here: the kubernetes client costs ~60 MiB, which `modelyard run` (same CLI) should not pay.
+    from kubernetes import config  # noqa: PLC0415
+    from kubernetes.client.rest import ApiException  # noqa: PLC0415
+    from kubernetes.config.config_exception import ConfigException  # noqa: PLC0415
+    from urllib3.exceptions import HTTPError  # noqa: PLC0415
+
     try:
         api = config.new_client_from_config()
     except (ConfigException, OSError) as exc:

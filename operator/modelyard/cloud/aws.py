@@ -12,24 +12,22 @@ configuration (``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_<SERVICE>``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol, TypeVar
-
-import boto3
-from botocore import UNSIGNED
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from . import Check, CloudUnavailable
 from .network import Resolver, check_private
 from .scrub import scrub
 
+if TYPE_CHECKING:
+    from botocore.config import Config
+
 STS_AUDIENCE = "sts.amazonaws.com"
 SESSION_NAME = "modelyard-verify"
 SESSION_DURATION_S = 900  # the shortest STS allows: the credentials are used for one call
-CONFIG = Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 3, "mode": "standard"})
 #: Error codes that mean "ask again later", not a verdict.
 TRANSIENT_CODES = frozenset(
     {
@@ -71,15 +69,26 @@ class Credentials:
 ClientFactory = Callable[[str, str, Credentials | None], Any]
 
 
+@functools.cache
+def client_config() -> Config:
+    """Bounded timeouts and retries for every boto3 client. boto3 and botocore (~25 MiB) are imported on
+    first use, not with the module: an operator with no Bedrock binding never loads them."""
+    from botocore.config import Config  # noqa: PLC0415
+
+    return Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 3, "mode": "standard"})
+
+
 def boto3_client(service: str, region: str, credentials: Credentials | None = None) -> Any:
     """A boto3 client with bounded timeouts and retries."""
+    import boto3  # noqa: PLC0415 - see client_config
+
     if credentials is None:
-        return boto3.session.Session().client(service, region_name=region, config=CONFIG)
+        return boto3.session.Session().client(service, region_name=region, config=client_config())
     return boto3.session.Session(
         aws_access_key_id=credentials.access_key_id,
         aws_secret_access_key=credentials.secret_access_key,
         aws_session_token=credentials.session_token,
-    ).client(service, region_name=region, config=CONFIG)
+    ).client(service, region_name=region, config=client_config())
 
 
 class AwsRefused(Exception):
@@ -93,6 +102,8 @@ class AwsRefused(Exception):
 def call(what: str, fn: Callable[[], T], secrets: Sequence[str] = ()) -> T:
     """Run one boto3 call: transient failures raise CloudUnavailable, refusals AwsRefused; messages are
     scrubbed of ``secrets`` and anything shaped like a credential."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError  # noqa: PLC0415
+
     try:
         return fn()
     except ClientError as exc:
@@ -282,8 +293,12 @@ class BedrockVerifier:
         token, role = target.web_identity_token, target.role_arn
         if token is None or role is None:
             return None, None
+        import boto3  # noqa: PLC0415 - see client_config
+        from botocore import UNSIGNED  # noqa: PLC0415
+        from botocore.config import Config  # noqa: PLC0415
+
         sts = boto3.session.Session().client(
-            "sts", region_name=target.region, config=CONFIG.merge(Config(signature_version=UNSIGNED))
+            "sts", region_name=target.region, config=client_config().merge(Config(signature_version=UNSIGNED))
         )
         try:
             answer = call(

@@ -20,8 +20,6 @@ from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import httpx
-from azure.core.exceptions import AzureError, ClientAuthenticationError
-from azure.identity import WorkloadIdentityCredential
 
 from . import Check, CloudUnavailable
 from .network import Resolver, check_private
@@ -53,6 +51,11 @@ class WorkloadIdentityTokens:
     right after the exchange. Timeouts and retries are bounded."""
 
     def token(self, tenant_id: str, client_id: str, assertion: str, scope: str) -> str:
+        # Imported here, not with the module: azure-identity costs ~30 MiB, which an operator with no Azure
+        # binding should not pay.
+        from azure.core.exceptions import AzureError, ClientAuthenticationError  # noqa: PLC0415
+        from azure.identity import WorkloadIdentityCredential  # noqa: PLC0415
+
         with tempfile.TemporaryDirectory(prefix="modelyard-token-") as directory:  # mode 0700
             path = Path(directory) / "token"
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
