@@ -159,3 +159,16 @@ def clouds(
             handle.write(f"{address} {host}\n")
 
     return private
+
+
+def operator_writes(sandbox: Any, since: int, namespace: str) -> list[str]:
+    """Write requests into ``namespace`` by the admin identity the tests run the operator with."""
+    found = []
+    with (sandbox.logs / "audit.log").open() as log:
+        log.seek(since)
+        for line in log:
+            entry = json.loads(line)
+            ref = entry.get("objectRef", {})
+            if entry["user"]["username"] == "kubernetes-admin" and ref.get("namespace") == namespace:
+                found.append(f"{entry['verb']} {ref.get('resource')}/{ref.get('name')}")
+    return found

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -23,6 +22,7 @@ from tests.controllers.conftest import (
     get_md,
     kubectl,
     load_example,
+    operator_writes,
 )
 
 pytestmark = pytest.mark.sandbox
@@ -233,19 +233,6 @@ def settled_versions(k8s: Any, custom: Any, namespace: str, name: str, wait_for:
 
     result: dict[str, str] = wait_for(stable, 60, "the children to settle", interval_s=3)
     return result
-
-
-def operator_writes(sandbox: Any, since: int, namespace: str) -> list[str]:
-    """Write requests into ``namespace`` by the admin identity the tests run the operator with."""
-    found = []
-    with (sandbox.logs / "audit.log").open() as log:
-        log.seek(since)
-        for line in log:
-            entry = json.loads(line)
-            ref = entry.get("objectRef", {})
-            if entry["user"]["username"] == "kubernetes-admin" and ref.get("namespace") == namespace:
-                found.append(f"{entry['verb']} {ref.get('resource')}/{ref.get('name')}")
-    return found
 
 
 def test_idle_resync_writes_nothing(

@@ -22,7 +22,17 @@ from kubernetes.client.rest import ApiException
 from moto.ec2.models import ec2_backends
 from moto.sts.models import STSBackend
 
-from tests.controllers.conftest import GROUP, PLANTED, REGION, VERSION, condition, create, dumps, kubectl
+from tests.controllers.conftest import (
+    GROUP,
+    PLANTED,
+    REGION,
+    VERSION,
+    condition,
+    create,
+    dumps,
+    kubectl,
+    operator_writes,
+)
 from tests.fakes.azure import AzureFake, account, private_endpoint_connection
 
 pytestmark = pytest.mark.sandbox
@@ -161,12 +171,17 @@ def test_bedrock_binding_with_private_endpoint_becomes_ready(
         create(
             custom, namespace, bedrock_binding("pod-identity", endpoint_id, type="podIdentity", roleArn=ROLE)
         )
-        body = wait_for(cond_is(custom, namespace, "bedrock-eu", "Ready", "True"), 60, "bedrock-eu Ready")
+        wait_for(cond_is(custom, namespace, "bedrock-eu", "Ready", "True"), 60, "bedrock-eu Ready")
         pod_identity = wait_for(
             cond_is(custom, namespace, "pod-identity", "Ready", "True"), 30, "pod-identity"
         )
-        first = body["status"]["lastVerifiedTime"]
+        mark = (sandbox.logs / "audit.log").stat().st_size
+        first = get_pb(custom, namespace, "bedrock-eu")["status"]["lastVerifiedTime"]
         wait_for(verified_after(custom, namespace, "bedrock-eu", first), 20, "a re-verification")
+    # A re-verification that finds nothing new writes its status (lastVerifiedTime), not the ServiceAccount.
+    writes = operator_writes(sandbox, mark, namespace)
+    assert "patch providerbindings/bedrock-eu" in writes
+    assert not [w for w in writes if w.startswith("patch serviceaccounts")]  # (tokens are minted: create)
     status = get_pb(custom, namespace, "bedrock-eu")["status"]
     reasons = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
     assert reasons == {

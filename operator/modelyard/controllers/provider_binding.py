@@ -17,6 +17,7 @@ and is asked again one interval later.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -220,8 +221,35 @@ async def sync_service_account(
         wiring = merge_wiring(identity_wiring(b) for b in accepted)
         account = service_account(wiring, namespace)
         account["metadata"]["ownerReferences"] = [_owner_reference(b) for b in accepted]
-        await kube.apply(account, field_manager=FIELD_MANAGER)
+        current = await kube.get("v1", "ServiceAccount", namespace, account["metadata"]["name"])
+        if current is None or not applied_already(current, account, FIELD_MANAGER):
+            await kube.apply(account, field_manager=FIELD_MANAGER)
     return conflicts
+
+
+def applied_already(current: dict[str, Any], want: dict[str, Any], manager: str) -> bool:
+    """Whether ``manager``'s last server-side apply to ``current`` was ``want``'s labels, annotations and
+    owner references, exactly (the fields it owns, from managedFields, and their values), so applying
+    ``want`` again would change nothing: a re-verification then writes nothing."""
+    entries = (current.get("metadata") or {}).get("managedFields") or []
+    entry = next((m for m in entries if m.get("manager") == manager and m.get("operation") == "Apply"), None)
+    if entry is None:
+        return False
+    owned = (entry.get("fieldsV1") or {}).get("f:metadata") or {}
+    have, wanted = current["metadata"], want["metadata"]
+    for field in ("labels", "annotations"):
+        keys = {key[2:] for key in owned.get(f"f:{field}") or {} if key.startswith("f:")}
+        values = wanted.get(field) or {}
+        if keys != set(values) or any((have.get(field) or {}).get(k) != v for k, v in values.items()):
+            return False
+    refs = {
+        json.loads(key[2:])["uid"] for key in owned.get("f:ownerReferences") or {} if key.startswith("k:")
+    }
+    present = {ref.get("uid") for ref in have.get("ownerReferences") or []}
+    wanted_refs = {ref["uid"] for ref in wanted.get("ownerReferences") or []}
+    return refs == wanted_refs <= present and current.get("automountServiceAccountToken") == want.get(
+        "automountServiceAccountToken"
+    )
 
 
 def merge_in_order(bodies: Iterable[dict[str, Any]]) -> tuple[list[ProviderBinding], dict[str, str]]:
