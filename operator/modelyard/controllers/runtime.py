@@ -13,6 +13,7 @@ import kopf
 
 from modelyard.config import Settings
 from modelyard.kube import Kube
+from modelyard.render.model_deployment import SERVER
 
 from .common import KnownChildren, WatchedChildren
 
@@ -20,6 +21,7 @@ from .common import KnownChildren, WatchedChildren
 #: GitOps tools see no drift in the manifests they own.
 KOPF_STATE = "kopf"
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=modelyard"
+SERVER_SELECTOR = f"app.kubernetes.io/component={SERVER}"
 
 
 @kopf.on.startup()
@@ -42,8 +44,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # With -n the chart grants nothing cluster-wide: don't list namespaces or watch CRDs (kopf's scanning).
     settings.scanning.disabled = not settings.peering.clusterwide
     # Children are watched with a server-side label selector: only modelyard's own objects cross the wire.
-    for resource in (("v1", "pods"), ("apps", "deployments"), ("batch", "jobs")):
+    for resource in (("apps", "deployments"), ("batch", "jobs")):
         settings.watching.label_selectors[resource] = MANAGED_SELECTOR
+    # Of the pods, only model servers: whether the scheduler can place them is all their events tell us
+    # (a download pod's progress reaches us as its Job's status); half the pod events, never read.
+    settings.watching.label_selectors[("v1", "pods")] = f"{MANAGED_SELECTOR},{SERVER_SELECTOR}"
     settings.queueing.error_delays = [1, 2, 5, 10, 30, 60]
 
 
