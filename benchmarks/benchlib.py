@@ -64,12 +64,15 @@ class Figures:
         return value
 
     def table(self) -> str:
-        width = max((len(f.name) for f in self.items), default=10)
+        widths: dict[str, int] = {}
+        for f in self.items:
+            widths[f.section] = max(widths.get(f.section, 0), len(f.name))
         lines, section = [], None
         for f in self.items:
             if f.section != section:
                 section = f.section
                 lines.append(f"\n{section}")
+            width = widths[f.section]
             verdict = "" if f.met is None else ("met" if f.met else "MISSED")
             target = f"  target {f.target} {verdict}".rstrip() if f.target else ""
             lines.append(f"  {f.name:<{width}}  {_number(f.value):>12} {f.unit:<10}{target}")

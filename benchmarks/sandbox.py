@@ -30,7 +30,10 @@ def run(figures: Figures) -> None:
             time.sleep(30)
             status = sandbox.status()
             figures.add(
-                SECTION, f"control-plane RSS 30 s later ({status.ready} nodes Ready)", status.rss_mib, "MiB"
+                SECTION,
+                f"control-plane RSS 30 s later ({status.nodes_ready} nodes Ready)",
+                status.rss_mib,
+                "MiB",
             )
             for component in status.components:
                 figures.add(SECTION, f"  {component.name}", component.rss_kib / 1024, "MiB")
