@@ -33,7 +33,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import boto3
 import yaml
 from benchlib import ROOT, AuditLog, Figures, Operator, install_crds, wait
 from kubernetes import client, config, watch
@@ -373,31 +372,16 @@ class Clouds:
             self.azure.add_private_account(f"{AZURE_ACCOUNTS}/{account}", endpoint, set(azure_deployments(j)))
             self._private(f"{account}.openai.azure.com", f"10.1.0.{10 + j}")
 
-    def _client(self, service: str) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=self.moto_url,
-            region_name=REGION,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-
     def _aws(self) -> str:
-        self._client("iam").create_role(RoleName="llm-gateway", AssumeRolePolicyDocument="{}")
-        ec2 = self._client("ec2")
-        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        endpoint = ec2.create_vpc_endpoint(
-            VpcId=vpc,
-            ServiceName=f"com.amazonaws.{REGION}.bedrock-runtime",
-            VpcEndpointType="Interface",
-            PrivateDnsEnabled=True,
-        )["VpcEndpoint"]
-        self._private(endpoint["DnsEntries"][0]["DnsName"], "10.0.1.10")
+        from tests.controllers.test_provider_binding import aws, vpc_endpoint  # noqa: PLC0415
+
+        aws(self.moto_url, "iam").create_role(RoleName="llm-gateway", AssumeRolePolicyDocument="{}")
+        endpoint_id, dns = vpc_endpoint(self.moto_url)
+        self._private(dns, "10.0.1.10")
         self._private(f"bedrock-runtime.{REGION}.amazonaws.com", "10.0.1.11")
-        self._client("bedrock").put_model_invocation_logging_configuration(
+        aws(self.moto_url, "bedrock").put_model_invocation_logging_configuration(
             loggingConfig={"cloudWatchConfig": {"logGroupName": "bedrock", "roleArn": ROLE}}
         )
-        endpoint_id: str = endpoint["VpcEndpointId"]
         return endpoint_id
 
     def _private(self, host: str, address: str) -> None:
