@@ -514,3 +514,26 @@ def test_secret_values_and_tokens_never_leak(
         assert PLANTED not in text, f"secret value found in {where}"
         assert "AKIAPLANTEDPLANTED00" not in text, f"access key id found in {where}"
         assert not JWT.search(text), f"a token found in {where}"
+
+
+def test_a_binding_outside_the_allowed_regions_says_so(
+    custom: Any,
+    namespace: str,
+    run_operator: Any,
+    wait_for: Any,
+    moto_url: str,
+    clouds: Any,
+    monkeypatch: Any,
+) -> None:
+    """Routes refuse a provider outside allowedRegions; the binding's own status tells its owner why."""
+    monkeypatch.setenv("MODELYARD_ALLOWED_REGIONS", "us-east-1,us-west-2")
+    endpoint_id, dns = vpc_endpoint(moto_url)
+    clouds(dns, "10.0.5.10")
+    clouds(f"bedrock-runtime.{REGION}.amazonaws.com", "10.0.5.11")
+    with run_operator():
+        create(custom, namespace, bedrock_binding("eu", endpoint_id))
+        body = wait_for(cond_is(custom, namespace, "eu", "CredentialsVerified", "True"), 60, "eu verified")
+    (finding,) = [f for f in body["status"]["findings"] if f["code"] == "REGION_NOT_ALLOWED"]
+    assert finding["severity"] == "high"
+    assert REGION in finding["message"] and "us-east-1, us-west-2" in finding["message"]
+    assert body["status"]["findings"][0] == finding  # high severity first

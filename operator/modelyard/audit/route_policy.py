@@ -82,8 +82,12 @@ def binding_region(binding: ProviderBinding) -> str | None:
 
 def binding_region_findings(binding: ProviderBinding, policy: ClusterPolicy) -> list[Finding]:
     """REGION_NOT_ALLOWED for a ProviderBinding outside the cluster policy's ``allowedRegions``."""
-    region = binding_region(binding)
-    if not region_outside(region, policy):
+    return region_findings(binding_region(binding), policy)
+
+
+def region_findings(region: str | None, policy: ClusterPolicy) -> list[Finding]:
+    """REGION_NOT_ALLOWED when a provider's ``region`` is outside the cluster policy's ``allowedRegions``."""
+    if region is None or not region_outside(region, policy):
         return []
     message = (
         f"the provider is in region {region}, not in allowedRegions [{', '.join(policy.allowed_regions)}]: "

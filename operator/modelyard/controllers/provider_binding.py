@@ -40,8 +40,10 @@ from modelyard.api.provider_binding import (
     IdentityMode,
     IdentityStatus,
     ProviderBinding,
+    ProviderBindingSpec,
 )
 from modelyard.audit.findings import Observed, provider_binding_findings
+from modelyard.audit.route_policy import region_findings
 from modelyard.cloud import Check, CloudUnavailable
 from modelyard.cloud.aws import STS_AUDIENCE, BedrockTarget, BedrockVerifier
 from modelyard.cloud.azure import TOKEN_AUDIENCE, AzureTarget, AzureVerifier
@@ -58,6 +60,7 @@ from modelyard.render.identity import (
     merge_wiring,
     service_account,
 )
+from modelyard.render.routing import ClusterPolicy
 
 from .common import READY, ObjectLocks, Owner
 from .metrics import instrumented, record_verification
@@ -321,7 +324,7 @@ class _Reconcile(Owner):
         unverified = {
             "identity": self._identity(binding, None),
             "region": spec.region,
-            "findings": _wire(provider_binding_findings(spec, policy)),
+            "findings": _findings(spec, policy, spec.region),
         }
         if spec.static_credentials and not policy.allow_static_credentials:
             refused = "static credentials are not allowed by the cluster policy (allowStaticCredentials)"
@@ -347,7 +350,7 @@ class _Reconcile(Owner):
             "identity": self._identity(binding, verdict.principal),
             "region": verdict.region or spec.region,
             "endpoint": verdict.endpoint,
-            "findings": _wire(provider_binding_findings(spec, policy, verdict.observed)),
+            "findings": _findings(spec, policy, verdict.region or spec.region, verdict.observed),
             "lastVerifiedTime": now_rfc3339(),
         }
         await self._finish([*conds, ready], fields)
@@ -519,8 +522,13 @@ def _not_verified(identity: Cond) -> list[Cond]:
     ]
 
 
-def _wire(findings: Iterable[Any]) -> list[dict[str, Any]]:
-    return [f.to_wire() for f in findings]
+def _findings(
+    spec: ProviderBindingSpec, policy: ClusterPolicy, region: str | None, observed: Observed | None = None
+) -> list[dict[str, Any]]:
+    """status.findings: the binding's own, and REGION_NOT_ALLOWED when its region is outside the cluster
+    policy (routes refuse it; the binding says why), high severity first."""
+    found = [*region_findings(region, policy), *provider_binding_findings(spec, policy, observed)]
+    return [f.to_wire() for f in found]
 
 
 def _wiring_message(binding: ProviderBinding, namespace: str) -> str:
