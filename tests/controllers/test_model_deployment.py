@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from modelyard.sandbox.components import FAILING_REVISION
 from tests.controllers.conftest import (
     PLANTED,
     api_error,
@@ -124,6 +125,27 @@ def test_infeasible_model_creates_nothing(
     assert all(not objs for objs in children(k8s, namespace, "huge").values())
     events = client.CoreV1Api(k8s).list_namespaced_event(namespace).items
     assert any(e.reason == "InsufficientGPUMemory" and e.type == "Warning" for e in events)
+
+
+def test_a_download_the_hub_refuses_fails_at_once_and_nothing_serves(
+    k8s: Any, custom: Any, namespace: str, run_operator: Any, wait_for: Any
+) -> None:
+    """The downloader exits with PERMANENT_FAILURE (no such revision); the Job's podFailurePolicy fails it
+    without retries, and the ModelDeployment reports the Job's reason. kwok ends that pod so in the sandbox
+    (FAILING_DOWNLOAD_STAGE)."""
+    body = model("bad-revision", "hf://meta-llama/Llama-3.1-8B-Instruct")
+    body["spec"]["model"]["revision"] = FAILING_REVISION
+    with run_operator():
+        create(custom, namespace, body)
+        failed = wait_for(phase_is(custom, namespace, "bad-revision", "Failed"), 60, "phase Failed")
+    cached = condition(failed, "ModelCached")
+    assert (cached["status"], cached["reason"]) == ("False", "DownloadFailed")
+    assert "PodFailurePolicy" in cached["message"] and "exit code 42" in cached["message"]
+    (job,) = children(k8s, namespace, "bad-revision")["Job"]
+    assert (job.status.failed or 0) == 1  # failed at once: no retries
+    assert children(k8s, namespace, "bad-revision")["Deployment"] == []  # no GPU pod for missing weights
+    events = client.CoreV1Api(k8s).list_namespaced_event(namespace).items
+    assert any(e.reason == "DownloadFailed" and e.type == "Warning" for e in events)
 
 
 def test_more_gpus_than_the_cluster_has(

@@ -36,6 +36,9 @@ from .common import (
 
 KIND = "ModelDeployment"
 SERVER = "model-server"
+#: The download container's exit code for a failure no retry can fix (no such repository or revision, no
+#: access): the Job's podFailurePolicy fails the Job on it at once.
+PERMANENT_FAILURE = 42
 DOWNLOADER = "model-download"
 PORT = 8000
 CACHE_MOUNT = "/models"
@@ -202,6 +205,19 @@ class _Context:
             "spec": {
                 "backoffLimit": 3,
                 "activeDeadlineSeconds": 6 * 3600,
+                # A repository, revision or token the hub refuses fails the Job at once: retrying cannot help.
+                "podFailurePolicy": {
+                    "rules": [
+                        {
+                            "action": "FailJob",
+                            "onExitCodes": {
+                                "containerName": "download",
+                                "operator": "In",
+                                "values": [PERMANENT_FAILURE],
+                            },
+                        }
+                    ]
+                },
                 "template": {
                     "metadata": {"labels": labels(KIND, self.name, DOWNLOADER, self._app())},
                     "spec": {
@@ -223,11 +239,17 @@ class _Context:
         env: list[dict[str, Any]] = [{"name": "HOME", "value": "/tmp"}]
         if model.scheme is SourceScheme.HF:
             script = (
-                "import os, pathlib\n"
+                "import os, pathlib, sys\n"
                 "from huggingface_hub import snapshot_download\n"
+                "from huggingface_hub.utils import (\n"
+                "    GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError)\n"
                 "target = os.environ['TARGET']\n"
-                "snapshot_download(repo_id=os.environ['REPO'], revision=os.environ['REVISION'], "
+                "try:\n"
+                "    snapshot_download(repo_id=os.environ['REPO'], revision=os.environ['REVISION'], "
                 "local_dir=target, token=os.environ.get('HF_TOKEN'))\n"
+                "except (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError) as exc:\n"
+                "    print(f'{type(exc).__name__}: {exc}', file=sys.stderr)\n"
+                f"    sys.exit({PERMANENT_FAILURE})\n"
                 f"pathlib.Path(target, '{COMPLETE_MARKER}').touch()\n"
             )
             env += [

@@ -30,6 +30,52 @@ rules:
 """
 
 
+#: The revision a test gives a model whose download must fail: kwok ends that download pod the way the
+#: downloader ends on a revision the hub does not have (the exit code the Job's podFailurePolicy fails on).
+FAILING_REVISION = "sandbox-download-fails"
+FAILING_DOWNLOAD_STAGE = f"""apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: modelyard-download-fails
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  weight: 1  # kwok's own stages weigh 0: when both match, this one runs
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.status.phase'
+      operator: 'In'
+      values: ['Running']
+    - key: '.metadata.ownerReferences.[].kind'
+      operator: 'In'
+      values: ['Job']
+    - key: '.spec.containers.[].env.[].value'
+      operator: 'In'
+      values: ['{FAILING_REVISION}']
+  next:
+    statusTemplate: |
+      {{{{ $now := Now }}}}
+      containerStatuses:
+      {{{{ range $index, $item := .spec.containers }}}}
+      - image: {{{{ $item.image | Quote }}}}
+        name: {{{{ $item.name | Quote }}}}
+        ready: false
+        restartCount: 0
+        started: false
+        state:
+          terminated:
+            exitCode: {{exit_code}}
+            finishedAt: {{{{ $now | Quote }}}}
+            reason: Error
+            startedAt: {{{{ $now | Quote }}}}
+      {{{{ end }}}}
+      phase: Failed
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Layout:
     """Where one sandbox keeps its files, and what it connects to."""
@@ -53,6 +99,11 @@ class Layout:
 
     def binary(self, name: str) -> Path:
         return self.bin_dir / name
+
+    @property
+    def extra_stages(self) -> Path:
+        """The sandbox's own kwok stages (FAILING_DOWNLOAD_STAGE), next to kwok's defaults."""
+        return self.directory / "kwok-modelyard-stages.yaml"
 
     @property
     def audit_policy(self) -> Path:
@@ -146,6 +197,7 @@ def kwok(layout: Layout) -> list[str]:
         str(layout.binary("kwok")),
         f"--kubeconfig={layout.kubeconfig('kwok')}",
         f"--config={layout.stages}",
+        f"--config={layout.extra_stages}",
         "--manage-all-nodes=false",
         f"--manage-nodes-with-annotation-selector={key}={value}",
         f"--cidr={POD_CIDR}",

@@ -20,9 +20,10 @@ from typing import TypedDict
 import httpx
 
 from modelyard.errors import UserError
+from modelyard.render.model_deployment import PERMANENT_FAILURE
 from modelyard.sandbox import nodes, process, storage
 from modelyard.sandbox.binaries import find_bin_dir, find_stages
-from modelyard.sandbox.components import AUDIT_POLICY, COMMANDS, SERVICE_IP, Layout
+from modelyard.sandbox.components import AUDIT_POLICY, COMMANDS, FAILING_DOWNLOAD_STAGE, SERVICE_IP, Layout
 from modelyard.sandbox.kube import api_client, is_ready, wait_until, write_kubeconfig
 from modelyard.sandbox.pki import CLIENTS, Pki
 
@@ -214,6 +215,7 @@ class Sandbox:
         (self.directory / STATE_FILE).write_text(json.dumps(state, indent=2))
         layout.pki.create(SERVICE_IP)
         layout.audit_policy.write_text(AUDIT_POLICY)
+        layout.extra_stages.write_text(FAILING_DOWNLOAD_STAGE.replace("{exit_code}", str(PERMANENT_FAILURE)))
         layout.kubeconfig("kwok").parent.mkdir()
         for name in CLIENTS:
             write_kubeconfig(
