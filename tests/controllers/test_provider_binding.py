@@ -58,6 +58,15 @@ def aws(moto_url: str, service: str) -> Any:
     )
 
 
+def private_bedrock(moto_url: str, clouds: Any, subnet: int) -> tuple[str, str]:
+    """A bedrock-runtime interface endpoint, its name and bedrock-runtime's resolving to 10.0.SUBNET.x (as
+    private DNS does in the VPC): (endpoint id, endpoint DNS name)."""
+    endpoint_id, dns = vpc_endpoint(moto_url)
+    clouds(dns, f"10.0.{subnet}.10")
+    clouds(f"bedrock-runtime.{REGION}.amazonaws.com", f"10.0.{subnet}.11")
+    return endpoint_id, dns
+
+
 def vpc_endpoint(moto_url: str, private_dns: bool = True, state: str = "available") -> tuple[str, str]:
     """A bedrock-runtime interface endpoint in moto: (id, DNS name)."""
     ec2 = aws(moto_url, "ec2")
@@ -160,9 +169,7 @@ def test_bedrock_binding_with_private_endpoint_becomes_ready(
     moto_url: str,
     clouds: Any,
 ) -> None:
-    endpoint_id, dns = vpc_endpoint(moto_url)
-    clouds(dns, "10.0.1.10")
-    clouds(f"bedrock-runtime.{REGION}.amazonaws.com", "10.0.1.11")
+    endpoint_id, dns = private_bedrock(moto_url, clouds, subnet=1)
     aws(moto_url, "bedrock").put_model_invocation_logging_configuration(
         loggingConfig={"cloudWatchConfig": {"logGroupName": "bedrock", "roleArn": ROLE}}
     )
@@ -242,9 +249,7 @@ def test_pending_endpoint_or_private_dns_off_is_never_ready(
 def test_required_invocation_logging_missing_keeps_it_not_ready(
     custom: Any, namespace: str, run_operator: Any, wait_for: Any, moto_url: str, clouds: Any
 ) -> None:
-    endpoint_id, dns = vpc_endpoint(moto_url)
-    clouds(dns, "10.0.5.10")
-    clouds(f"bedrock-runtime.{REGION}.amazonaws.com", "10.0.5.11")
+    endpoint_id, _ = private_bedrock(moto_url, clouds, subnet=5)
     bedrock = aws(moto_url, "bedrock")
     bedrock.delete_model_invocation_logging_configuration()
     try:
@@ -277,9 +282,7 @@ def test_caller_other_than_the_role_is_refused(
     clouds: Any,
     monkeypatch: Any,
 ) -> None:
-    endpoint_id, dns = vpc_endpoint(moto_url)
-    clouds(dns, "10.0.3.10")
-    clouds(f"bedrock-runtime.{REGION}.amazonaws.com", "10.0.3.11")
+    endpoint_id, _ = private_bedrock(moto_url, clouds, subnet=3)
     node_role = f"arn:aws:sts::{ACCOUNT}:assumed-role/eks-node-role/i-0abc123"
     # STS answers for another identity, as when credentials silently come from the node role.
     monkeypatch.setattr(
@@ -488,9 +491,7 @@ def test_secret_values_and_tokens_never_leak(
     monkeypatch: Any,
 ) -> None:
     monkeypatch.setenv("MODELYARD_ALLOW_STATIC_CREDENTIALS", "true")
-    endpoint_id, dns = vpc_endpoint(moto_url)
-    clouds(dns, "10.0.4.10")
-    clouds(f"bedrock-runtime.{REGION}.amazonaws.com", "10.0.4.11")
+    endpoint_id, _ = private_bedrock(moto_url, clouds, subnet=4)
     static = static_binding(k8s, namespace)
     static["spec"]["bedrock"]["vpcEndpoint"] = {"id": endpoint_id}
     with run_operator("--verbose") as runner:
@@ -531,9 +532,7 @@ def test_a_binding_outside_the_allowed_regions_says_so(
 ) -> None:
     """Routes refuse a provider outside allowedRegions; the binding's own status tells its owner why."""
     monkeypatch.setenv("MODELYARD_ALLOWED_REGIONS", "us-east-1,us-west-2")
-    endpoint_id, dns = vpc_endpoint(moto_url)
-    clouds(dns, "10.0.5.10")
-    clouds(f"bedrock-runtime.{REGION}.amazonaws.com", "10.0.5.11")
+    endpoint_id, _ = private_bedrock(moto_url, clouds, subnet=6)
     with run_operator():
         create(custom, namespace, bedrock_binding("eu", endpoint_id))
         body = wait_for(cond_is(custom, namespace, "eu", "CredentialsVerified", "True"), 60, "eu verified")
