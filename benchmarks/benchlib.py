@@ -84,6 +84,13 @@ class Figures:
         )
 
 
+def standalone(run: Callable[[Figures], None]) -> None:
+    """Run one benchmark on its own (``python benchmarks/X.py``) and print its table."""
+    figures = Figures()
+    run(figures)
+    print(figures.table())
+
+
 def _number(value: float) -> str:
     if abs(value) >= 100:
         return f"{value:,.0f}"

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from benchlib import ROOT, AuditLog, Figures, Operator, install_crds, wait
+from benchlib import ROOT, AuditLog, Figures, Operator, install_crds, standalone, wait
 from kubernetes import client, config, watch
 from moto.server import ThreadedMotoServer
 
@@ -681,11 +681,5 @@ def run(figures: Figures) -> None:
     in_cluster(figures)
 
 
-def main() -> None:
-    figures = Figures()
-    run(figures)
-    print(figures.table())
-
-
 if __name__ == "__main__":
-    main()
+    standalone(run)

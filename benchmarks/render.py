@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchlib import Figures
+from benchlib import Figures, standalone
 
 from modelyard.api import ModelDeployment
 from modelyard.planning.spec import plan_deployment
@@ -67,11 +67,5 @@ def run(figures: Figures) -> None:
     figures.add(SECTION, "render + YAML (plan given)", with_yaml, "/s")
 
 
-def main() -> None:
-    figures = Figures()
-    run(figures)
-    print(figures.table())
-
-
 if __name__ == "__main__":
-    main()
+    standalone(run)

@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import Figures
+from benchlib import Figures, standalone
 
 from modelyard.sandbox import Ports, Sandbox
 
@@ -41,11 +41,5 @@ def run(figures: Figures) -> None:
             sandbox.down()
 
 
-def main() -> None:
-    figures = Figures()
-    run(figures)
-    print(figures.table())
-
-
 if __name__ == "__main__":
-    main()
+    standalone(run)
