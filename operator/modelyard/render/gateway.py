@@ -52,10 +52,13 @@ from .model_deployment import SERVER as MODEL_SERVER
 from .model_deployment import endpoint as model_deployment_endpoint
 
 KIND = "RoutePolicy"
-#: Pinned LiteLLM proxy (an LTS release; the non-root variant of the official image). spec.gateway.image
-#: overrides it per RoutePolicy, the ``image`` argument of :func:`render_gateway` per operator.
-#: The LiteLLM release the gateway runs; `make tools` installs the same release from PyPI for the tests.
-LITELLM_VERSION = "1.106.2"
+#: The LiteLLM release the gateway runs (the non-root variant of the official image); `make tools` installs
+#: the same release from PyPI for the tests, and this is the one place to change it. The newest whose
+#: ``litellm[proxy]`` installs from PyPI: 1.108.8 and later require ``litellm-enterprise==0.1.79.post2``,
+#: ``litellm-proxy-extras==0.4.110.post1`` / ``0.4.113`` or ``litellm-proxy``, which PyPI does not serve.
+#: spec.gateway.image overrides the image per RoutePolicy, the ``image`` argument of :func:`render_gateway`
+#: per operator.
+LITELLM_VERSION = "1.108.7"
 LITELLM_IMAGE = f"ghcr.io/berriai/litellm-non_root:main-v{LITELLM_VERSION}"
 PORT = 4000
 RUN_AS_USER = 65534
