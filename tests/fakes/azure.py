@@ -1,10 +1,12 @@
-"""A local HTTPS fake of the two Azure endpoints ProviderBinding verification calls, speaking their documented
-JSON: the Entra ID token endpoint (``POST /{tenant}/oauth2/v2.0/token``, client-credentials grant with a
-federated ``client_assertion``) and Azure Resource Manager reads of a Cognitive Services account and its
-deployments (``GET {resourceId}[/deployments/{name}]?api-version=2024-10-01``).
+"""A local HTTPS fake of the Azure endpoints modelyard and its gateway call, speaking their documented JSON:
+the Entra ID token endpoint (``POST /{tenant}/oauth2/v2.0/token``, client-credentials grant with a federated
+``client_assertion``), Azure Resource Manager reads of a Cognitive Services account and its deployments
+(``GET {resourceId}[/deployments/{name}]?api-version=2024-10-01``), and the Azure OpenAI data plane
+(``POST /openai/deployments/{deployment}/chat/completions?api-version=...``, Entra bearer token only).
 
 Federated credentials are enforced as Entra ID does: the assertion's ``sub`` and ``aud`` claims must match
-the credential registered for the client id. Every request is recorded for the tests to assert on.
+the credential registered for the client id. The data plane accepts only a token this fake issued for the
+Cognitive Services scope. Every request is recorded for the tests to assert on.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 API_VERSION = "2024-10-01"
+COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 AUDIENCE = "api://AzureADTokenExchange"
 
@@ -57,6 +60,10 @@ class AzureState:
     arm_outage: int | None = None
     #: access tokens issued -> client id
     issued: dict[str, str] = field(default_factory=dict)
+    #: access tokens issued -> the scope asked for
+    scopes: dict[str, str] = field(default_factory=dict)
+    #: Azure OpenAI deployments the data plane serves (any account host)
+    chat_deployments: set[str] = field(default_factory=set)
     requests: list[Request] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -127,12 +134,48 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
-        form = parse_qs(self.rfile.read(length).decode())
+        body = self.rfile.read(length).decode()
+        form = {} if self.path.startswith("/openai/") else parse_qs(body)
         request = self._record(form)
+        if request.path.startswith("/openai/deployments/"):
+            self._chat(request)
+            return
         if not request.path.endswith("/oauth2/v2.0/token"):
             self._send(404, {"error": "not_found"})
             return
         self._token(form)
+
+    def _chat(self, request: Request) -> None:
+        """Azure OpenAI chat completions: Entra ID bearer tokens only (the accounts have local auth off)."""
+        state = self.server.state
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        bearer = headers.get("authorization", "").removeprefix("Bearer ")
+        if bearer not in state.issued or state.scopes.get(bearer) != COGNITIVE_SERVICES_SCOPE:
+            self._send(
+                401, {"error": {"code": "PermissionDenied", "message": "Principal does not have access"}}
+            )
+            return
+        deployment = request.path.removeprefix("/openai/deployments/").split("/")[0]
+        if deployment not in state.chat_deployments or not request.query.get("api-version"):
+            self._send(404, {"error": {"code": "DeploymentNotFound", "message": f"{deployment} not found"}})
+            return
+        self._send(
+            200,
+            {
+                "id": "chatcmpl-azure",
+                "object": "chat.completion",
+                "created": 0,
+                "model": deployment,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": f"from azure {deployment}"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
+            },
+        )
 
     def _token(self, form: dict[str, list[str]]) -> None:
         state = self.server.state
@@ -159,6 +202,7 @@ class _Handler(BaseHTTPRequestHandler):
         token = "fake-arm-" + secrets.token_hex(16)
         with state.lock:
             state.issued[token] = client_id
+            state.scopes[token] = form.get("scope", [""])[0]
         self._send(
             200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}
         )
@@ -205,11 +249,13 @@ class _Server(ThreadingHTTPServer):
 class AzureFake:
     """The fake, serving HTTPS on a free loopback port until ``stop()``."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, hosts: tuple[str, ...] = ()) -> None:
+        """``hosts``: names its certificate holds besides 127.0.0.1 and localhost, for clients that reach it
+        under a real name (mapped to it as private DNS would)."""
         self.state = AzureState()
         self.ca_file = directory / "azure-fake.crt"
         key_file = directory / "azure-fake.key"
-        _self_signed(self.ca_file, key_file)
+        self_signed(self.ca_file, key_file, hosts)
         self._server = _Server(self.state)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.ca_file, key_file)
@@ -239,10 +285,12 @@ class AzureFake:
         self.state.deployments[resource_id] = set(deployments)
 
 
-def _self_signed(cert_file: Path, key_file: Path) -> None:
-    """A certificate for 127.0.0.1 and localhost, valid for a day."""
+def self_signed(cert_file: Path, key_file: Path, hosts: tuple[str, ...] = ()) -> None:
+    """A certificate for 127.0.0.1, localhost and ``hosts``, valid for a day; its own trust anchor."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "modelyard azure fake")])
+    name = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, f"modelyard {cert_file.stem}")]
+    )  # unique per bundle
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -254,7 +302,11 @@ def _self_signed(cert_file: Path, key_file: Path) -> None:
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                [
+                    x509.DNSName("localhost"),
+                    *(x509.DNSName(host) for host in hosts),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
             ),
             critical=False,
         )

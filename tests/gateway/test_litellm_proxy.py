@@ -7,10 +7,6 @@ servers' loopback addresses, as cluster DNS would map them.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -25,9 +21,9 @@ import yaml
 from modelyard.api import ModelDeployment, RoutePolicy
 from modelyard.render.gateway import compile_litellm_config
 from modelyard.render.routing import ClusterPolicy, resolve_routes
+from tests.gateway.proxy import chat, litellm_proxy
 
 NAMESPACE = "ml"
-MASTER_KEY = "sk-test-master-key"
 SLOW_S = 30
 
 
@@ -149,18 +145,9 @@ def backends() -> Iterator[dict[str, Backend]]:
         server.close()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def proxy(backends: dict[str, Backend], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The LiteLLM proxy from `make tools`, running the compiled config."""
-    litellm = shutil.which("litellm")
-    assert litellm, "the litellm command is installed by `make tools`"
     mds = {name: model_deployment(name) for name in backends}
     mds["internal-only"] = model_deployment("internal-only", classification="internal")
     routes, _ = resolve_routes(POLICY, ClusterPolicy(), mds, {}, namespace=NAMESPACE)
@@ -168,48 +155,8 @@ def proxy(backends: dict[str, Backend], tmp_path_factory: pytest.TempPathFactory
     text = yaml.safe_dump(config)
     for name, server in backends.items():  # what cluster DNS does for the Services
         text = text.replace(f"http://{name}.{NAMESPACE}.svc:8000/v1", server.url)
-    directory = tmp_path_factory.mktemp("litellm")
-    (directory / "config.yaml").write_text(text)
-    port = free_port()
-    env = {
-        **os.environ,
-        "LITELLM_MASTER_KEY": MASTER_KEY,
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        "LITELLM_LOG": "ERROR",
-        "NO_DOCS": "True",
-    }
-    log = (directory / "litellm.log").open("w")
-    process = subprocess.Popen(
-        [litellm, "--config", str(directory / "config.yaml"), "--port", str(port), "--host", "127.0.0.1"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, (directory / "litellm.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"{url}/health/readiness", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "LiteLLM did not become ready"
-            time.sleep(0.5)
+    with litellm_proxy(text, tmp_path_factory.mktemp("litellm")) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(20)
-
-
-def chat(proxy: str, model: str, timeout_s: float = 30) -> httpx.Response:
-    return httpx.post(
-        f"{proxy}/v1/chat/completions",
-        headers={"Authorization": f"Bearer {MASTER_KEY}"},
-        json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
-        timeout=timeout_s,
-    )
 
 
 def answered_by(response: httpx.Response) -> str:
