@@ -19,6 +19,7 @@ from modelyard.planning.capacity import (
     kv_bytes_per_sequence_per_gpu,
     max_num_batched_tokens,
     plan,
+    resolve_quantization,
     tensor_parallel_problem,
     weight_bytes,
 )
@@ -52,6 +53,30 @@ def test_golden_capacity_table_matches() -> None:
     expected = (GOLDEN_DIR / "capacity.tsv").read_text(encoding="utf-8")
     actual = _regen_module().render()
     assert actual == expected, "capacity changed: run tests/unit/golden/regen_capacity.py and review the diff"
+
+
+def test_golden_quantization_table_matches() -> None:
+    expected = (GOLDEN_DIR / "capacity-quantization.tsv").read_text(encoding="utf-8")
+    actual = _regen_module().render_quantization()
+    assert actual == expected, "capacity changed: run tests/unit/golden/regen_capacity.py and review the diff"
+
+
+def test_golden_quantization_rows_follow_from_config_arithmetic() -> None:
+    """Rows of the quantization table recomputed from the models' public config.json numbers, not from the
+    planner: FP8 linear layers at 1 byte, embeddings, lm_head and norms at 2, one layer in 16 bits on top
+    while loading, and an FP8 KV cache at 1 byte per element."""
+    rows = {(r[0], r[1], r[2], r[3]): r for r in (
+        line.split("\t") for line in (GOLDEN_DIR / "capacity-quantization.tsv").read_text().splitlines()[1:])}
+    for hf_id, config in _LLAMA_CONFIGS.items():
+        linear, norms, embeddings = _llama_parts(config)
+        layers, hidden, kv_heads, head_dim = config[2], config[0], config[5], config[6]
+        weights = layers * linear + (layers * norms + hidden + embeddings) * 2
+        row = rows[(hf_id, "nvidia-h100-80gb", "fp8", "fp8")]
+        assert float(row[5]) == pytest.approx(weights / GIB, abs=0.01), hf_id
+        tp = int(row[4].removeprefix("tp"))
+        assert float(row[6]) == pytest.approx((weights + linear * 2) / tp / GIB, abs=0.01), hf_id
+        kv = 2 * layers * kv_heads * head_dim * 1 * 32768
+        assert float(row[7]) == pytest.approx(kv / GIB, abs=0.01), hf_id
 
 
 def test_golden_table_covers_every_model_gpu_and_length() -> None:
@@ -293,6 +318,108 @@ def test_natively_quantized_model_refuses_another_quantization() -> None:
         plan(OSS20B, L4, max_model_len=4096, quantization="awq")
     with pytest.raises(ValueError, match="quantization 'mxfp4' is not one of"):
         plan(L8B, L4, max_model_len=4096, quantization="mxfp4")
+
+
+# --- quantization as the pinned vLLM loads it -------------------------------------------------------
+
+#: (hidden_size, intermediate_size, num_hidden_layers, vocab_size, num_attention_heads, num_key_value_heads,
+#: head_dim) from each model's public config.json
+_LLAMA_CONFIGS = {
+    "meta-llama/Llama-3.1-8B-Instruct": (4096, 14336, 32, 128256, 32, 8, 128),
+    "meta-llama/Llama-3.1-70B-Instruct": (8192, 28672, 80, 128256, 64, 8, 128),
+    "meta-llama/Llama-3.1-405B-Instruct": (16384, 53248, 126, 128256, 128, 8, 128),
+}
+
+
+def _llama_parts(config: tuple[int, ...]) -> tuple[int, int, int]:
+    """Per decoder layer: linear parameters (q, k, v, o, gate, up, down) and norm parameters; embeddings
+    plus untied lm_head for the whole model."""
+    hidden, intermediate, _, vocab, heads, kv, head_dim = config
+    linear = 2 * hidden * heads * head_dim + 2 * hidden * kv * head_dim + 3 * hidden * intermediate
+    return linear, 2 * hidden, 2 * vocab * hidden
+
+
+def test_405b_fp8_on_8_h100_fits_because_vllm_033_quantizes_layer_by_layer_while_loading() -> None:
+    """vLLM 0.33 creates each linear weight of an online-FP8 layer on the meta device and materializes it in
+    bf16 only while that layer loads, quantizing it once complete (``OnlineLinearBase.create_weights`` in
+    vllm/model_executor/layers/quantization/online/fp8.py, ``initialize_online_processing`` in
+    vllm/model_executor/model_loader/reload/layerwise.py). The load peak per GPU is the FP8 weights plus one
+    bf16 decoder layer: 48.5 GiB on 8 x H100, where vLLM 0.11's path (every bf16 weight allocated before
+    quantizing) needed 94.5 GiB and could not load at all."""
+    linear, norms, embeddings = _llama_parts(_LLAMA_CONFIGS["meta-llama/Llama-3.1-405B-Instruct"])
+    fp8_weights = 126 * linear * 1 + (126 * norms + 16384 + embeddings) * 2
+    one_layer_bf16 = linear * 2
+    p = plan(L405B, H100, max_model_len=8192, quantization="fp8")
+    assert (p.tensor_parallel_size, p.quantization, p.quantize_on_load) == (8, "fp8", True)
+    assert p.quantization_flag == "fp8_per_tensor"
+    assert p.weights_gib_per_gpu == pytest.approx(fp8_weights / 8 / GIB, abs=0.01)  # 47.74
+    assert p.load_peak_gib_per_gpu == pytest.approx((fp8_weights + one_layer_bf16) / 8 / GIB, abs=0.01)
+    assert round(p.load_peak_gib_per_gpu, 1) == 48.5
+    assert p.load_peak_gib_per_gpu + OVERHEAD_GIB_PER_GPU <= p.usable_gib_per_gpu
+    kv_per_gpu = 2 * 126 * 1 * 128 * 2 * 8192 / GIB  # one KV head per GPU at TP 8
+    free = p.usable_gib_per_gpu - p.weights_gib_per_gpu - OVERHEAD_GIB_PER_GPU
+    assert p.max_concurrent_sequences == math.floor(free / kv_per_gpu) == 44
+    # the old path: all bf16 weights resident before quantizing
+    assert L405B.parameters * 2 / 8 / GIB == pytest.approx(94.5, abs=0.05)
+    assert L405B.parameters * 2 / 8 / GIB > p.usable_gib_per_gpu
+    table = format_plan_table(p)
+    assert "fp8, quantized while loading (--quantization fp8_per_tensor)" in table
+    assert "load peak                  48.48 GiB per GPU" in table
+
+
+def test_awq_70b_checkpoint_fits_one_h100() -> None:
+    """hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4: int4 linear layers in groups of 128, each group
+    with an fp16 scale and a packed 4-bit zero point (qweight, scales, qzeros tensors), fp16 elsewhere."""
+    awq = MODELS["hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4"]
+    linear, norms, embeddings = _llama_parts(_LLAMA_CONFIGS["meta-llama/Llama-3.1-70B-Instruct"])
+    stored = 80 * linear * (0.5 + 2 / 128 + 0.5 / 128) + (80 * norms + 8192 + embeddings) * 2
+    p = plan(awq, H100, max_model_len=8192)
+    assert (p.tensor_parallel_size, p.quantization, p.quantize_on_load) == (1, "awq", False)
+    assert p.quantization_flag is None  # vLLM reads quant_method from the checkpoint's config.json
+    assert p.weights_gib == pytest.approx(stored / GIB, abs=0.01)  # 37.03
+    assert p.max_concurrent_sequences == math.floor((p.usable_gib_per_gpu - p.weights_gib - 2) / 2.5) == 13
+    assert plan(awq, H100, max_model_len=8192, quantization="awq").quantization == "awq"
+    with pytest.raises(ValueError, match="ships awq weights"):
+        plan(awq, H100, max_model_len=8192, quantization="fp8")
+
+
+def test_fp8_checkpoint_is_loaded_as_stored() -> None:
+    fp8 = MODELS["RedHatAI/Meta-Llama-3.1-405B-Instruct-FP8"]
+    p = plan(fp8, H100, max_model_len=8192)
+    assert (p.quantization, p.quantize_on_load, p.quantization_flag) == ("fp8", False, None)
+    assert p.load_peak_gib_per_gpu == pytest.approx(p.weights_gib_per_gpu)
+    on_load = plan(L405B, H100, max_model_len=8192, quantization="fp8")
+    assert p.weights_gib == pytest.approx(on_load.weights_gib)
+
+
+@pytest.mark.parametrize(("model", "quantization", "dtype"), [
+    ("hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4", None, "float32"),
+    ("meta-llama/Llama-3.1-70B-Instruct", "gptq", "float32"),
+    ("meta-llama/Llama-3.1-8B-Instruct", "fp8", "float32"),
+    ("openai/gpt-oss-20b", None, "float16"),
+])
+def test_dtypes_the_quantization_kernels_refuse_are_refused(
+        model: str, quantization: str | None, dtype: str) -> None:
+    """vLLM refuses these at start (``VllmConfig._get_quantization_config``: "... is not supported for
+    quantization method"); tests/engines shows the pinned release does."""
+    with pytest.raises(InvalidPlanRequest, match=f"dtype {dtype} does not run"):
+        plan(MODELS[model], H100, max_model_len=4096, quantization=quantization, dtype=dtype)
+
+
+def test_awq_and_gptq_on_a_16_bit_catalog_model_mean_a_checkpoint_of_that_shape() -> None:
+    p = plan(L70B, H100, max_model_len=4096, quantization="gptq")
+    assert (p.quantization, p.quantize_on_load, p.quantization_flag) == ("gptq", False, None)
+    assert resolve_quantization("awq_marlin", L70B) == "awq"
+
+
+def test_quantized_catalog_entries_share_their_base_shape() -> None:
+    for hf_id, arch in MODELS.items():
+        if arch.quant_method in ("awq", "gptq", "compressed-tensors"):
+            base = next(b for b in MODELS.values() if b.native_quantization is None
+                        and (b.layers, b.hidden_size, b.parameters) == (arch.layers, arch.hidden_size,
+                                                                       arch.parameters))
+            assert arch.native_quantized_parameters == base.parameters - base.embedding_parameters, hf_id
+            assert arch.nim_image is None
 
 
 # --- catalog --------------------------------------------------------------------------------------

@@ -85,6 +85,12 @@ class ModelArchitecture(ApiModel):
     max_position_embeddings: int | None = Field(
         default=None, description="Longest context the model supports.", ge=1
     )
+    quantization: Quantization | None = Field(
+        default=None,
+        description="Format the checkpoint is stored in, as its config.json's quantization_config says "
+        "(awq, gptq, fp8 or mxfp4); unset for a 16-bit checkpoint. vLLM loads it as stored, with no "
+        "--quantization flag.",
+    )
 
 
 class ModelSpec(ApiModel):
@@ -164,7 +170,12 @@ class ServingSpec(ApiModel):
     )
     dtype: Dtype = Field(default=Dtype.BFLOAT16, description="Dtype of weights and activations.")
     quantization: Quantization | None = Field(
-        default=None, description="Weight quantization of the checkpoint (awq, gptq, fp8, mxfp4)."
+        default=None,
+        description="Weight quantization. awq or gptq: the source is an AWQ/GPTQ int4 checkpoint of the "
+        "model. fp8: a 16-bit checkpoint that vLLM quantizes to FP8 while loading (a pre-quantized FP8 "
+        "checkpoint is a catalog entry or architecture.quantization: fp8 and needs nothing here). A "
+        "checkpoint that is already quantized (gpt-oss's mxfp4, the catalog's AWQ/GPTQ/FP8 entries) is "
+        "always loaded as stored.",
     )
     kv_cache_dtype: KvCacheDtype = Field(
         default=KvCacheDtype.AUTO, description="KV-cache dtype: auto (as dtype) or fp8."
@@ -268,6 +279,20 @@ class NetworkSpec(ApiModel):
     )
 
 
+class NimSpec(ApiModel):
+    """NVIDIA NIM settings."""
+
+    profile: str | None = Field(
+        default=None,
+        description="The NIM model profile to cache and serve: an ID or name from the image's "
+        "list-model-profiles (e.g. a GPU-optimized tensorrt_llm profile). Unset: the generic vLLM profile "
+        "for the plan, vllm-<bf16|fp8>-tp<N>-pp1. The download Job caches exactly this profile and the "
+        "server runs it (NIM_MODEL_PROFILE).",
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+    )
+
+
 class ModelDeploymentSpec(ApiModel):
     """A model served on GPUs."""
 
@@ -287,6 +312,7 @@ class ModelDeploymentSpec(ApiModel):
     model: ModelSpec = Field(description="The model to serve.")
     gpu: GpuSpec = Field(description="GPUs per replica.")
     serving: ServingSpec = Field(default_factory=ServingSpec, description="Engine memory settings.")
+    nim: NimSpec = Field(default_factory=NimSpec, description="NIM settings (engine: nim).")
     replicas: int | None = Field(
         default=None,
         description="Fixed replica count (default 1). Exclusive with autoscaling.",

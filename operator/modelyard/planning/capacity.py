@@ -11,6 +11,18 @@ hold at least one full ``max_model_len`` sequence or the engine refuses to start
     TP                 = smallest of 1, 2, 4, 8 that vLLM accepts for the model and where need <= usable
     concurrent seqs    = floor((usable - weights / TP - overhead) / KV per GPU for one sequence)
 
+Quantization is charged what the pinned vLLM release (``render.model_deployment.VLLM_VERSION``) loads:
+
+- a pre-quantized checkpoint (AWQ/GPTQ int4 with their group scales and zero points, FP8, MXFP4) is loaded
+  as stored: its quantized parameters at their packed width, embeddings, ``lm_head`` and norms at ``dtype``;
+- ``quantization: fp8`` on a 16-bit checkpoint is quantized *while loading*, layer by layer: vLLM 0.33 creates
+  each linear weight on the meta device and materializes it in 16 bits only when its first shard arrives
+  (``OnlineLinearBase.create_weights`` in ``model_executor/layers/quantization/online/fp8.py``, with
+  ``initialize_online_processing`` in ``model_executor/model_loader/reload/layerwise.py``), then quantizes it
+  once the layer is complete. The load peak is therefore the FP8 weights plus one decoder layer in 16 bits,
+  not the whole 16-bit model (vLLM 0.11 allocated all of it before quantizing: Llama-3.1-405B on 8 x H100
+  peaked near 94.5 GiB per GPU there, 48.5 GiB in 0.33). The planner checks that peak fits as well.
+
 Two refinements make the KV term match vLLM's own admission check: a sequence's KV is allocated in whole
 16-token blocks, and a sliding-window layer (gpt-oss alternates them) holds only
 ``window - 1 + max_num_batched_tokens`` tokens plus one block, not the whole context.
@@ -78,6 +90,28 @@ Weight-only quantization leaves the embeddings and ``lm_head`` in the serving dt
 
 QUANTIZATION_ALIASES = {"awq_marlin": "awq", "gptq_marlin": "gptq"}
 
+ONLINE_QUANTIZATION_FLAG = {"fp8": "fp8_per_tensor"}
+"""``--quantization`` value that makes the pinned vLLM quantize a 16-bit checkpoint while loading.
+
+vLLM 0.33 deprecates ``--quantization fp8`` for that (``get_quant_config`` in
+``model_executor/model_loader/weight_utils.py`` maps it to ``fp8_per_tensor`` with a warning, and
+``Fp8Config`` itself refuses non-FP8 checkpoints). A pre-quantized checkpoint gets no flag at all: vLLM reads
+``quantization_config`` from its ``config.json`` and picks the kernel itself (``AutoAWQConfig`` /
+``AutoGPTQConfig`` choose Marlin where the GPU has it); naming a method that differs from the checkpoint's
+(``fp8`` on a compressed-tensors FP8 checkpoint) is refused by ``ModelConfig._verify_quantization``.
+"""
+
+QUANTIZATION_DTYPES: dict[str, tuple[str, ...]] = {
+    "awq": ("float16", "bfloat16"),
+    "gptq": ("float16", "bfloat16"),
+    "fp8": ("bfloat16", "float16"),
+    "mxfp4": ("bfloat16",),
+}
+"""Activation dtypes each quantization's kernels accept in the pinned release
+(``get_supported_act_dtypes`` of ``AutoAWQConfig``, ``AutoGPTQConfig``, ``Fp8Config`` /
+``OnlineQuantizationConfig``, ``Mxfp4Config``; ``VllmConfig._get_quantization_config`` refuses any other dtype
+at start). tests/engines reads the same lists from the installed vLLM and fails when they differ."""
+
 
 class InvalidPlanRequest(UserError, ValueError):
     """A request the planner cannot evaluate (bad dtype, too long a context, impossible GPU count)."""
@@ -107,6 +141,16 @@ class Plan:
     max_concurrent_sequences: int  #: full ``max_model_len`` sequences whose KV fits at once
     sliding_window_layers: int = 0  #: layers that hold only ``sliding_window_tokens`` of KV per sequence
     sliding_window_tokens: int = 0
+    quantize_on_load: bool = False  #: a 16-bit checkpoint quantized while loading (``quantization: fp8``)
+    load_peak_gib_per_gpu: float = 0.0  #: weights plus what loading holds on top of them, per GPU
+
+    @property
+    def quantization_flag(self) -> str | None:
+        """The ``--quantization`` value vLLM needs: only for quantizing while loading (see
+        :data:`ONLINE_QUANTIZATION_FLAG`); a pre-quantized checkpoint declares its own method."""
+        if not (self.quantize_on_load and self.quantization):
+            return None
+        return ONLINE_QUANTIZATION_FLAG[self.quantization]
 
     @property
     def needed_gib_per_gpu(self) -> float:
@@ -141,19 +185,48 @@ def resolve_dtype(dtype: str, arch: ModelArch) -> str:
 
 def resolve_quantization(quantization: str | None, arch: ModelArch) -> str | None:
     """Canonical quantization; a natively quantized model is always loaded in its own format."""
+    return _resolve_quantization(quantization, arch)[0]
+
+
+def quantized_on_load(quantization: str | None, arch: ModelArch) -> bool:
+    """Whether vLLM quantizes a 16-bit checkpoint while loading: ``fp8`` asked of a model whose checkpoint is
+    not quantized (an FP8 checkpoint is a catalog entry or ``architecture.quantization: fp8``)."""
+    return _resolve_quantization(quantization, arch)[1]
+
+
+def _resolve_quantization(quantization: str | None, arch: ModelArch) -> tuple[str | None, bool]:
     name = None if quantization is None else quantization.strip().lower()
     name = QUANTIZATION_ALIASES.get(name, name) if name else None
     if arch.native_quantization is not None:
         if name not in (None, arch.native_quantization):
             raise InvalidPlanRequest(f"{arch.hf_id} ships {arch.native_quantization} weights; quantization "
                                      f"{quantization!r} does not apply (leave it empty)")
-        return arch.native_quantization
+        return arch.native_quantization, False
     if name is None:
-        return None
+        return None, False
     if name not in QUANTIZATION_BYTES or name == "mxfp4":
         choices = ", ".join(q for q in QUANTIZATION_BYTES if q != "mxfp4")
         raise InvalidPlanRequest(f"quantization {quantization!r} is not one of {choices} for {arch.hf_id}")
-    return name
+    # awq/gptq name the checkpoint's own format (nothing quantizes to them while loading); fp8 on a 16-bit
+    # checkpoint is quantized while loading.
+    return name, name in ONLINE_QUANTIZATION_FLAG
+
+
+def check_quantization_dtype(quantization: str | None, dtype: str, arch: ModelArch) -> None:
+    """Refuse a dtype the quantization's kernels do not run in (vLLM would refuse it at start)."""
+    if quantization is None or dtype in QUANTIZATION_DTYPES[quantization]:
+        return
+    accepted = " or ".join(QUANTIZATION_DTYPES[quantization])
+    raise InvalidPlanRequest(f"dtype {dtype} does not run {quantization} weights of {arch.hf_id}: vLLM's "
+                             f"{quantization} kernels take {accepted}")
+
+
+def load_overhead_bytes(arch: ModelArch, dtype: str, quantize_on_load: bool) -> float:
+    """What loading holds on top of the final weights, for the whole replica: one decoder layer's
+    parameters in 16 bits while vLLM quantizes it (0 when nothing is quantized while loading)."""
+    if not quantize_on_load:
+        return 0.0
+    return (arch.parameters - arch.embedding_parameters) / arch.layers * DTYPE_BYTES[dtype]
 
 
 def resolve_kv_cache_dtype(kv_cache_dtype: str, serving_dtype: str) -> str:
@@ -251,17 +324,29 @@ class _Budget:
     kv_per_sequence_per_gpu: float
     usable: float
     overhead: float
+    load_extra_per_gpu: float = 0.0
 
     @property
     def needed(self) -> float:
         return self.weights_per_gpu + self.overhead + self.kv_per_sequence_per_gpu
 
     @property
+    def load_peak(self) -> float:
+        return self.weights_per_gpu + self.load_extra_per_gpu + self.overhead
+
+    @property
     def fits(self) -> bool:
-        return self.needed <= self.usable
+        return self.needed <= self.usable and self.load_peak <= self.usable
 
 
 def _infeasible_message(arch: ModelArch, gpu: GpuType, b: _Budget, max_model_len: int, util: float) -> str:
+    if b.load_peak > b.usable and b.load_peak > b.needed:
+        return (
+            f"{arch.hf_id} needs {b.load_peak / GIB:.1f} GiB per GPU while loading at tensor-parallel size "
+            f"{b.tp} (weights {b.weights / GIB:.1f} GiB / {b.tp} + one layer in 16 bits before quantizing "
+            f"{b.load_extra_per_gpu / GIB:.1f} GiB + overhead {b.overhead / GIB:.1f} GiB); "
+            f"{gpu.name} has {b.usable / GIB:.1f} GiB usable per GPU ({util:.2f} x {gpu.memory_gib:.1f} GiB)"
+        )
     return (
         f"{arch.hf_id} needs {b.needed / GIB:.1f} GiB per GPU at tensor-parallel size {b.tp} "
         f"(weights {b.weights / GIB:.1f} GiB / {b.tp} + overhead {b.overhead / GIB:.1f} GiB "
@@ -299,7 +384,8 @@ def plan(
     """
     _check_request(arch, max_model_len, gpu_memory_utilization)
     serving = resolve_dtype(dtype, arch)
-    quant = resolve_quantization(quantization, arch)
+    quant, on_load = _resolve_quantization(quantization, arch)
+    check_quantization_dtype(quant, serving, arch)
     kv_dtype = resolve_kv_cache_dtype(kv_cache_dtype, serving)
     if gpu_count is not None and (problem := tensor_parallel_problem(arch, gpu_count)):
         raise InvalidPlanRequest(f"gpu count {gpu_count}: {problem}")
@@ -307,12 +393,14 @@ def plan(
         tp for tp in TENSOR_PARALLEL_SIZES if tensor_parallel_problem(arch, tp) is None
     ]
     weights = weight_bytes(arch, serving, quant)
+    load_extra = load_overhead_bytes(arch, serving, on_load)
     kv_bytes, batched = DTYPE_BYTES[kv_dtype], max_num_batched_tokens(gpu)
     budgets = [
         _Budget(tp=tp, weights=weights, weights_per_gpu=weights / tp, overhead=OVERHEAD_GIB_PER_GPU * GIB,
                 kv_per_sequence_per_gpu=kv_bytes_per_sequence_per_gpu(
                     arch, tp, kv_bytes, max_model_len, batched),
-                usable=gpu_memory_utilization * gpu.memory_mib * (1 << 20))
+                usable=gpu_memory_utilization * gpu.memory_mib * (1 << 20),
+                load_extra_per_gpu=load_extra / tp)
         for tp in sizes
     ]
     chosen = next((b for b in budgets if b.fits), None)
@@ -342,6 +430,8 @@ def plan(
         sliding_window_layers=arch.sliding_window_layers,
         sliding_window_tokens=0 if arch.sliding_window is None else sliding_window_tokens_allocated(
             arch.sliding_window, max_model_len, batched),
+        quantize_on_load=on_load,
+        load_peak_gib_per_gpu=(chosen.weights_per_gpu + chosen.load_extra_per_gpu) / GIB,
     )
 
 
@@ -356,7 +446,7 @@ def format_plan_table(plan: Plan) -> str:
         ("tensor-parallel size", str(plan.tensor_parallel_size)),
         ("GPUs per replica", str(plan.gpus_per_replica)),
         ("dtype", plan.dtype),
-        ("quantization", plan.quantization or "none"),
+        ("quantization", _quantization_row(plan)),
         ("KV cache dtype", plan.kv_cache_dtype),
         ("max model length", f"{plan.max_model_len} tokens"),
         ("weights", f"{plan.weights_gib:.2f} GiB ({plan.weights_gib_per_gpu:.2f} GiB per GPU)"),
@@ -368,8 +458,19 @@ def format_plan_table(plan: Plan) -> str:
         ("free for KV cache per GPU", f"{plan.kv_cache_free_gib_per_gpu:.2f} GiB"),
         ("max concurrent sequences", str(plan.max_concurrent_sequences)),
     ]
+    if plan.quantize_on_load:
+        rows.insert(9, ("load peak", f"{plan.load_peak_gib_per_gpu:.2f} GiB per GPU (weights + one layer "
+                                     f"in {plan.dtype} while quantizing)"))
     if plan.sliding_window_layers:
         held = f"{plan.sliding_window_layers}, holding {plan.sliding_window_tokens} tokens per sequence"
         rows.insert(10, ("sliding-window layers", held))
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
+
+
+def _quantization_row(plan: Plan) -> str:
+    if plan.quantization is None:
+        return "none"
+    if plan.quantize_on_load:
+        return f"{plan.quantization}, quantized while loading (--quantization {plan.quantization_flag})"
+    return f"{plan.quantization} checkpoint"

@@ -6,9 +6,29 @@ GPU memory is the figure the driver reports (``nvidia-smi`` / the GPU feature di
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 MIB_PER_GIB = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TokenizerEncoding:
+    """A file a model's tokenizer loads at start beyond its weights, fetched by the download Job."""
+
+    file: str  #: file name the engine looks up, e.g. ``o200k_base.tiktoken``
+    url: str  #: where the download Job fetches it
+    sha256: str  #: its digest, checked after download (the same one openai-harmony checks when loading)
+
+
+TIKTOKEN_ENCODINGS: dict[str, TokenizerEncoding] = {
+    "o200k_base": TokenizerEncoding(
+        "o200k_base.tiktoken",
+        "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken",
+        "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+    ),
+}
+"""tiktoken encodings by name. gpt-oss's harmony format loads ``o200k_base`` when the server starts and,
+unless ``TIKTOKEN_ENCODINGS_BASE`` names a directory holding it, downloads it (DNS-only egress refuses)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +75,11 @@ class ModelArch:
     and ``native_quantized_parameters`` counts the parameters stored in it, so the planner charges exactly
     what is loaded (12.8 GiB for gpt-oss-20b, 60.8 GiB for gpt-oss-120b, the model card's checkpoint sizes)
     instead of ``parameters x 2`` bytes, which would overstate them 3 to 3.6 times.
+
+    Pre-quantized checkpoints of a catalog model (AWQ/GPTQ int4, FP8) are entries of their own with the same
+    shape: every linear layer is stored quantized, embeddings, ``lm_head`` and norms in 16 bits, and
+    ``quant_method`` is what their ``config.json`` says (``quantization_config.quant_method``), from which
+    vLLM picks its kernel without a ``--quantization`` flag.
     """
 
     hf_id: str  #: Hugging Face repository id, e.g. ``meta-llama/Llama-3.1-8B-Instruct``
@@ -67,12 +92,14 @@ class ModelArch:
     default_dtype: str = "bfloat16"  #: ``torch_dtype`` of the published weights
     native_quantization: str | None = None  #: format the checkpoint ships in, e.g. ``mxfp4``
     native_quantized_parameters: int = 0  #: how many of ``parameters`` are stored in that format
+    quant_method: str | None = None  #: ``quantization_config.quant_method`` of the checkpoint's config.json
     hidden_size: int | None = None  #: with ``vocab_size``: the embeddings that weight-only quantization skips
     vocab_size: int | None = None
     tie_word_embeddings: bool = False  #: ``lm_head`` shares the input embedding matrix
     sliding_window: int | None = None  #: window of the sliding-window attention layers, if any
     sliding_window_layers: int = 0  #: how many of ``layers`` use it (the rest attend to the full context)
     nim_image: str | None = None  #: NVIDIA NIM image repository on nvcr.io, when NVIDIA publishes one
+    tokenizer_encodings: tuple[str, ...] = ()  #: :data:`TIKTOKEN_ENCODINGS` the server loads at start
     aliases: tuple[str, ...] = ()  #: short names accepted by :func:`lookup_model`
 
     def __post_init__(self) -> None:
@@ -85,6 +112,8 @@ class ModelArch:
                              f"kv_heads ({self.kv_heads})")
         if (self.native_quantization is None) != (self.native_quantized_parameters == 0):
             raise ValueError(f"{self.hf_id}: native_quantization and native_quantized_parameters go together")
+        if (self.quant_method is None) != (self.native_quantization is None):
+            raise ValueError(f"{self.hf_id}: native_quantization and quant_method go together")
         if not 0 <= self.native_quantized_parameters <= self.parameters:
             raise ValueError(f"{self.hf_id}: native_quantized_parameters exceeds parameters")
         if (self.sliding_window is None) != (self.sliding_window_layers == 0):
@@ -130,15 +159,22 @@ def _gpt_oss(size: str) -> ModelArch:
     return ModelArch(
         hf_id=f"openai/gpt-oss-{size}", parameters=parameters, layers=layers, attention_heads=64, kv_heads=8,
         head_dim=64, max_position_embeddings=131072, sliding_window=128, sliding_window_layers=layers // 2,
-        native_quantization="mxfp4",
+        native_quantization="mxfp4", quant_method="mxfp4",
         native_quantized_parameters=layers * experts * 24_883_200, hidden_size=2880, vocab_size=201088,
         nim_image=f"nvcr.io/nim/openai/gpt-oss-{size}", aliases=(f"gpt-oss-{size}",),
+        tokenizer_encodings=("o200k_base",),
     )
 
 
-MODELS: dict[str, ModelArch] = {
-    m.hf_id: m
-    for m in (
+def quantized_checkpoint(base: ModelArch, hf_id: str, quantization: str, quant_method: str) -> ModelArch:
+    """A published quantized checkpoint of ``base``: every linear layer quantized, embeddings, ``lm_head``
+    and norms kept in 16 bits (norms are counted as quantized: below 0.01 %)."""
+    return replace(base, hf_id=hf_id, native_quantization=quantization, quant_method=quant_method,
+                   native_quantized_parameters=base.parameters - base.embedding_parameters, nim_image=None,
+                   aliases=())
+
+
+_BASE_MODELS: tuple[ModelArch, ...] = (
         _llama3("meta-llama/Llama-3.1-8B-Instruct", size="8b", nim="nvcr.io/nim/meta/llama-3.1-8b-instruct",
                 aliases=("llama-3.1-8b-instruct",)),
         _llama3("meta-llama/Llama-3.1-70B-Instruct", size="70b",
@@ -174,7 +210,29 @@ MODELS: dict[str, ModelArch] = {
         ),
         _gpt_oss("20b"),
         _gpt_oss("120b"),
-    )
+)
+_BY_ID = {m.hf_id: m for m in _BASE_MODELS}
+
+_QUANTIZED_CHECKPOINTS = (  # (base model, checkpoint, format, quant_method in its config.json)
+    ("meta-llama/Llama-3.1-8B-Instruct", "hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4", "awq", "awq"),
+    ("meta-llama/Llama-3.1-70B-Instruct", "hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4", "awq",
+     "awq"),
+    ("meta-llama/Llama-3.1-70B-Instruct", "hugging-quants/Meta-Llama-3.1-70B-Instruct-GPTQ-INT4", "gptq",
+     "gptq"),
+    ("meta-llama/Llama-3.1-405B-Instruct", "hugging-quants/Meta-Llama-3.1-405B-Instruct-AWQ-INT4", "awq",
+     "awq"),
+    ("meta-llama/Llama-3.1-70B-Instruct", "RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8", "fp8",
+     "compressed-tensors"),
+    ("meta-llama/Llama-3.1-405B-Instruct", "RedHatAI/Meta-Llama-3.1-405B-Instruct-FP8", "fp8",
+     "compressed-tensors"),
+)
+
+MODELS: dict[str, ModelArch] = {
+    **_BY_ID,
+    **{
+        hf_id: quantized_checkpoint(_BY_ID[base], hf_id, quantization, method)
+        for base, hf_id, quantization, method in _QUANTIZED_CHECKPOINTS
+    },
 }
 
 _NIM_REGISTRY = "nvcr.io/"

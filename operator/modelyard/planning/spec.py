@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelyard.api.model_deployment import ModelArchitecture, ModelDeploymentSpec
+from modelyard.api.model_deployment import ModelArchitecture, ModelDeploymentSpec, SourceScheme
 from modelyard.errors import UserError
 
 from .capacity import InvalidPlanRequest, Plan, plan
@@ -31,8 +31,27 @@ def arch_for(spec: ModelDeploymentSpec) -> ModelArch:
     return arch
 
 
+NIM_FLOATING_TAGS = frozenset({"", "latest"})
+"""NIM tags modelyard refuses: a NIM image is pinned to a release, like the vLLM image."""
+
+
+def nim_tag(spec: ModelDeploymentSpec) -> str:
+    """The NIM release an ``ngc://nim/ORG/NAME:TAG`` source pins; a missing or floating tag is refused,
+    because the download Job and every replica must run the same release (a profile ID belongs to one)."""
+    repository, _, tag = spec.model.location.partition(":")
+    if tag.lower() in NIM_FLOATING_TAGS:
+        raise UserError(
+            f"spec.model.source: pin the NIM release, e.g. ngc://{repository}:1.8.3 (modelyard never runs "
+            f"{'an untagged' if not tag else 'the latest'} NIM image: a cached profile belongs to one "
+            "release)"
+        )
+    return tag
+
+
 def plan_deployment(spec: ModelDeploymentSpec) -> Plan:
     """Plan ``spec`` or raise :class:`UserError` (bad input) / :class:`Infeasible` (does not fit)."""
+    if spec.model.scheme is SourceScheme.NGC:
+        nim_tag(spec)
     arch, gpu = arch_for(spec), gpu_for(spec)
     serving = spec.serving
     try:
@@ -60,6 +79,10 @@ def _custom_arch(name: str, shape: ModelArchitecture, max_model_len: int) -> Mod
             kv_heads=shape.kv_heads,
             head_dim=shape.head_dim,
             max_position_embeddings=shape.max_position_embeddings or max_model_len,
+            native_quantization=shape.quantization.value if shape.quantization else None,
+            # without hidden and vocabulary sizes every parameter counts as quantized (slightly optimistic)
+            native_quantized_parameters=shape.parameters if shape.quantization else 0,
+            quant_method=shape.quantization.value if shape.quantization else None,
         )
     except ValueError as exc:
         raise UserError(f"spec.model.architecture: {exc}") from exc

@@ -1,4 +1,6 @@
-"""Regenerate ``capacity.tsv``: every catalog model x GPU type x context length, default serving settings.
+"""Regenerate ``capacity.tsv`` (every catalog model x GPU type x context length, default serving settings) and
+``capacity-quantization.tsv`` (every 16-bit catalog model x GPU type quantized to FP8 while loading, with a
+16-bit or an FP8 KV cache, at 32768 tokens: the load peak is a column of its own).
 
     .venv/bin/python tests/unit/golden/regen_capacity.py
 
@@ -22,6 +24,10 @@ from modelyard.planning.capacity import (
 from modelyard.planning.catalog import GPU_TYPES, MODELS, GpuType, ModelArch
 
 GOLDEN = Path(__file__).with_name("capacity.tsv")
+GOLDEN_QUANTIZATION = Path(__file__).with_name("capacity-quantization.tsv")
+QUANTIZATION_VARIANTS = (("fp8", "auto"), ("fp8", "fp8"), (None, "fp8"))
+QUANTIZATION_COLUMNS = ("model", "gpu", "quantization", "kv_cache_dtype", "result", "weights_gib",
+                        "load_peak_gib_per_gpu", "kv_gib_per_seq", "max_concurrent_sequences")
 CONTEXT_LENGTHS = (4096, 32768, 131072)
 COLUMNS = ("model", "gpu", "max_model_len", "result", "weights_gib", "kv_gib_per_seq",
            "max_concurrent_sequences")
@@ -51,9 +57,33 @@ def render() -> str:
     return "\n".join(lines) + "\n"
 
 
+def quantization_row(arch: ModelArch, gpu: GpuType, quantization: str | None, kv: str) -> tuple[str, ...]:
+    """One line of the quantization table at 32768 tokens: the plan's numbers or ``infeasible``."""
+    head = (arch.hf_id, gpu.name, quantization or "none", kv)
+    try:
+        p = plan(arch, gpu, max_model_len=32768, quantization=quantization, kv_cache_dtype=kv)
+    except Infeasible:
+        return (*head, "infeasible", "", "", "", "0")
+    return (*head, f"tp{p.tensor_parallel_size}", f"{p.weights_gib:.2f}", f"{p.load_peak_gib_per_gpu:.2f}",
+            f"{p.kv_cache_gib_per_sequence:.2f}", str(p.max_concurrent_sequences))
+
+
+def render_quantization() -> str:
+    lines = ["\t".join(QUANTIZATION_COLUMNS)]
+    for arch in MODELS.values():
+        if arch.native_quantization is not None or arch.max_position_embeddings < 32768:
+            continue
+        for gpu in GPU_TYPES.values():
+            for quantization, kv in QUANTIZATION_VARIANTS:
+                lines.append("\t".join(quantization_row(arch, gpu, quantization, kv)))
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     GOLDEN.write_text(render(), encoding="utf-8")
     print(f"wrote {GOLDEN}")
+    GOLDEN_QUANTIZATION.write_text(render_quantization(), encoding="utf-8")
+    print(f"wrote {GOLDEN_QUANTIZATION}")
 
 
 if __name__ == "__main__":
