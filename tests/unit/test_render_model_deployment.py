@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,19 @@ import kubernetes_validate
 import pytest
 
 from modelyard.api import ModelDeployment
+from modelyard.errors import UserError
+from modelyard.planning.capacity import GIB
+from modelyard.planning.catalog import TIKTOKEN_ENCODINGS
 from modelyard.planning.spec import plan_deployment
 from modelyard.render.common import SPEC_HASH_ANNOTATION, stamp_content_hashes, to_yaml
-from modelyard.render.model_deployment import ModelDeploymentChildren, render_model_deployment
+from modelyard.render.model_deployment import (
+    STARTUP_BASE_SECONDS,
+    STARTUP_COMPILE_SECONDS,
+    STARTUP_READ_MIB_PER_SECOND,
+    VLLM_VERSION,
+    ModelDeploymentChildren,
+    render_model_deployment,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 K8S_VERSION = "1.35.0"
@@ -112,6 +123,95 @@ def test_seventy_b_spans_gpus_and_sizes_shared_memory() -> None:
     assert container["startupProbe"]["failureThreshold"] > small
 
 
+def test_download_job_follows_the_serving_placement_without_a_gpu() -> None:
+    obj = md(scheduling={"nodeSelector": {"topology.kubernetes.io/zone": "eu-central-1a"},
+                         "tolerations": [{"key": "pool", "operator": "Equal", "value": "llm",
+                                          "effect": "NoSchedule"}]})
+    kinds = by_kind(render(obj))
+    serving = kinds["Deployment"][0]["spec"]["template"]["spec"]
+    job = kinds["Job"][0]["spec"]["template"]["spec"]
+    assert job["nodeSelector"] == serving["nodeSelector"] == {
+        "topology.kubernetes.io/zone": "eu-central-1a", "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    assert job["tolerations"] == serving["tolerations"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in job["tolerations"]
+    assert {"key": "pool", "operator": "Equal", "value": "llm", "effect": "NoSchedule"} in job["tolerations"]
+    assert "nvidia.com/gpu" not in str(job["containers"][0]["resources"])
+
+
+def test_startup_budget_is_every_workers_read_plus_compile() -> None:
+    """70B bf16 at TP 2: two workers each read the 131.4 GiB checkpoint from the claim."""
+    obj = md(model={"name": "llama-70b", "source": "hf://meta-llama/Llama-3.1-70B-Instruct"})
+    plan = plan_deployment(obj.spec)
+    read_seconds = plan.weights_gib * 2 * 1024 / STARTUP_READ_MIB_PER_SECOND
+    assert read_seconds == pytest.approx(1076.5, abs=0.1)
+    budget = STARTUP_BASE_SECONDS + STARTUP_COMPILE_SECONDS + read_seconds
+    probe = engine_container(render(obj))["startupProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] >= budget
+    assert probe["failureThreshold"] == math.ceil(math.ceil(budget) / 10) == 198
+    # the old budget (10 min + 1 min per 10 GiB per GPU) gave this replica 17 minutes for 33 minutes of work
+    assert (10 + math.ceil(plan.weights_gib_per_gpu / 10)) * 60 < budget
+    big = md(model={"name": "llama-405b", "source": "hf://RedHatAI/Meta-Llama-3.1-405B-Instruct-FP8"})
+    probe = engine_container(render(big))["startupProbe"]
+    assert probe["failureThreshold"] * 10 >= 381.89 * GIB * 8 / (1 << 20) / STARTUP_READ_MIB_PER_SECOND
+
+
+def test_compile_cache_is_on_the_weights_claim() -> None:
+    for obj, sub_path in ((md(), f".compile-cache/vllm-{VLLM_VERSION}"),
+                          (VARIANTS["pvc"], f"llama-3.1-8b/.compile-cache/vllm-{VLLM_VERSION}")):
+        pod = by_kind(render(obj))["Deployment"][0]["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        assert mounts["/models"]["readOnly"] is True  # the weights stay read-only for the engine
+        assert mounts["/compile-cache"] == {"name": "weights", "mountPath": "/compile-cache",
+                                            "subPath": sub_path}
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["VLLM_CACHE_ROOT"] == "/compile-cache"
+        assert env["TORCHINDUCTOR_CACHE_DIR"].startswith("/compile-cache/")
+        assert env["TRITON_CACHE_DIR"].startswith("/compile-cache/")
+
+
+@pytest.mark.parametrize("variant", ["hf", "s3"])
+def test_gpt_oss_caches_its_tokenizer_encoding_and_starts_offline(variant: str) -> None:
+    """openai-harmony loads o200k_base.tiktoken at start, from TIKTOKEN_ENCODINGS_BASE when set, otherwise
+    from the internet, which the serving NetworkPolicy (DNS only) refuses."""
+    source = {"hf": "hf://openai/gpt-oss-120b", "s3": "s3://weights/gpt-oss-120b"}[variant]
+    obj = md(model={"name": "gpt-oss-120b", "source": source,
+                    "roleArn": "arn:aws:iam::123456789012:role/weights"})
+    children = by_kind(render(obj))
+    env = {e["name"]: e.get("value") for e in engine_container_of(children)["env"]}
+    weights = arg(engine_container_of(children), "--model")
+    assert env["TIKTOKEN_ENCODINGS_BASE"] == f"{weights}/tiktoken"
+    download = children["Job"][0]["spec"]["template"]["spec"]["containers"][0]
+    encoding = TIKTOKEN_ENCODINGS["o200k_base"]
+    script = download["command"][-1]
+    assert encoding.sha256 in str(download["env"]) + script
+    assert "tiktoken" in script
+    server_policy = next(p for p in children["NetworkPolicy"] if p["metadata"]["name"] == "llama")
+    assert len(server_policy["spec"]["egress"]) == 1  # still DNS only
+
+
+def test_models_without_encodings_fetch_none() -> None:
+    children = render(md())
+    assert "TIKTOKEN_ENCODINGS_BASE" not in str(engine_container(children)["env"])
+    assert "ENCODINGS" not in str(by_kind(children)["Job"][0])
+
+
+def test_quantization_flags_follow_the_pinned_release() -> None:
+    on_load = md(model={"name": "llama-405b", "source": "hf://meta-llama/Llama-3.1-405B-Instruct"},
+                 serving={"quantization": "fp8"})
+    assert arg(engine_container(render(on_load)), "--quantization") == "fp8_per_tensor"
+    awq = md(model={"name": "llama-70b-awq", "source": "hf://hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4"})
+    container = engine_container(render(awq))
+    assert "--quantization" not in container["args"]  # vLLM reads the checkpoint's quant_method
+    assert arg(container, "--tensor-parallel-size") == "1"
+    assert arg(container, "--dtype") == "bfloat16"
+
+
+def engine_container_of(kinds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    container: dict[str, Any] = kinds["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]
+    return container
+
+
 def test_gpu_placement_and_pod_security() -> None:
     pod = by_kind(render(md()))["Deployment"][0]["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
@@ -131,7 +231,48 @@ def test_nim_uses_its_image_key_cache_and_health() -> None:
     assert env["NIM_CACHE_PATH"]["value"] == "/models"
     assert container["readinessProbe"]["httpGet"]["path"] == "/v1/health/ready"
     (job,) = by_kind(children)["Job"]
-    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["download-to-cache"]
+    download = job["spec"]["template"]["spec"]["containers"][0]
+    # the Job caches exactly the profile the server runs: the plan's precision and tensor-parallel size
+    assert download["args"] == ["download-to-cache", "--profiles", "vllm-bf16-tp2-pp1"]
+    assert env["NIM_MODEL_PROFILE"]["value"] == "vllm-bf16-tp2-pp1"
+    assert {"name": "NIM_CACHE_PATH", "value": "/models"} in download["env"]
+
+
+def test_nim_profile_follows_spec_precision_and_size() -> None:
+    base = VARIANTS["nim"].model_dump(by_alias=True, exclude_none=True)["spec"]
+    fp8 = md(**{**base, "gpu": {"type": "nvidia-h100-80gb", "count": 4}, "serving": {"quantization": "fp8"}})
+    env = {e["name"]: e.get("value") for e in engine_container(render(fp8))["env"]}
+    assert env["NIM_MODEL_PROFILE"] == "vllm-fp8-tp4-pp1"
+    profile_id = "a93a1a6b72643f2b2ee5e80ef25904f4d3f942a87f8d32da9e617eeccfaae04c"  # list-model-profiles
+    pinned = md(**{**base, "nim": {"profile": profile_id}})
+    children = render(pinned)
+    env = {e["name"]: e.get("value") for e in engine_container(children)["env"]}
+    job = by_kind(children)["Job"][0]["spec"]["template"]["spec"]["containers"][0]
+    assert job["args"][2] == env["NIM_MODEL_PROFILE"] == pinned.spec.nim.profile
+
+
+@pytest.mark.parametrize(("source", "cache_path"), [
+    ("s3://weights/nim/llama-3.1-70b", "/models/s3/weights/nim/llama-3.1-70b"),
+    ("pvc://airgap/nim-cache/llama-70b", "/models/nim-cache/llama-70b"),
+])
+def test_nim_cache_path_honours_the_source_sub_path(source: str, cache_path: str) -> None:
+    obj = md(engine="nim", image="nvcr.io/nim/meta/llama-3.1-70b-instruct:1.8.3",
+             model={"name": "meta/llama-3.1-70b-instruct", "source": source},
+             gpu={"type": "nvidia-h100-80gb", "count": 2})
+    container = engine_container(render(obj))
+    assert {"name": "NIM_CACHE_PATH", "value": cache_path} in container["env"]
+
+
+@pytest.mark.parametrize("source", ["ngc://nim/meta/llama-3.1-70b-instruct",
+                                    "ngc://nim/meta/llama-3.1-70b-instruct:latest"])
+def test_nim_release_must_be_pinned(source: str) -> None:
+    obj = md(engine="nim", model={"name": "llama", "source": source})
+    with pytest.raises(UserError, match="pin the NIM release"):
+        render(obj)
+
+
+def test_vllm_image_is_the_pinned_release() -> None:
+    assert engine_container(render(md()))["image"] == f"vllm/vllm-openai:v{VLLM_VERSION}"
 
 
 def test_download_job_per_source() -> None:

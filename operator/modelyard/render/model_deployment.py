@@ -7,6 +7,7 @@ objects because the controller applies them only once the weights are cached.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,8 +20,9 @@ from modelyard.api.model_deployment import (
     ModelDeploymentSpec,
     SourceScheme,
 )
-from modelyard.planning.capacity import Plan
-from modelyard.planning.catalog import GPU_TYPES, lookup_model
+from modelyard.planning.capacity import GIB, Plan
+from modelyard.planning.catalog import GPU_TYPES, MODELS, TIKTOKEN_ENCODINGS, TokenizerEncoding, lookup_model
+from modelyard.planning.spec import nim_tag
 
 from .common import (
     GATEWAY_COMPONENT,
@@ -43,16 +45,35 @@ DOWNLOADER = "model-download"
 PORT = 8000
 CACHE_MOUNT = "/models"
 RUN_AS_USER = 1000
+#: The vLLM release modelyard renders for: the image's tag, and the wheel tests/engines judges every rendered
+#: command line with (hack/vllm.sh installs it). Changing the pin is this one line; the judge then decides.
+VLLM_VERSION = "0.33.0"
 #: Pinned engine images; overridable per ModelDeployment with ``spec.image``.
-VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
+VLLM_IMAGE = f"vllm/vllm-openai:v{VLLM_VERSION}"
 AWS_CLI_IMAGE = "amazon/aws-cli:2.31.13"
-DEFAULT_NIM_TAG = "latest"
 COMPLETE_MARKER = ".modelyard-complete"
 GPU_RESOURCE = "nvidia.com/gpu"
 #: Metric the HorizontalPodAutoscaler targets, as each engine exports it to Prometheus.
 IN_FLIGHT_METRIC = {Engine.VLLM: "vllm:num_requests_running", Engine.NIM: "num_requests_running"}
 HEALTH_PATH = {Engine.VLLM: "/health", Engine.NIM: "/v1/health/ready"}
 LIVE_PATH = {Engine.VLLM: "/health", Engine.NIM: "/v1/health/live"}
+
+#: The startup probe's budget. Every tensor-parallel worker reads the whole checkpoint from the one claim
+#: (vLLM's loader iterates every safetensors file on each rank and keeps its own shard), so a replica reads
+#: weights x TP bytes. STARTUP_READ_MIB_PER_SECOND is a conservative rate for a network volume (a gp3 or
+#: pd-balanced disk's provisioned throughput, an NFS/EFS share under load); local NVMe is ten times faster.
+STARTUP_READ_MIB_PER_SECOND = 250
+#: Engine processes, NCCL set-up and warm-up, before and after the weights are read.
+STARTUP_BASE_SECONDS = 300
+#: A cold torch.compile and CUDA graph capture (vLLM's compile step); a warm cache on the claim skips most
+#: of it, but the budget stays cold-safe, since the first start of a new version compiles cold.
+STARTUP_COMPILE_SECONDS = 600
+STARTUP_PROBE_PERIOD = 10
+#: Where vLLM keeps its torch.compile, Inductor and Triton caches: a directory of the weights claim, so a
+#: restarted or rescheduled replica starts warm. Keyed by the vLLM version.
+COMPILE_CACHE_MOUNT = "/compile-cache"
+#: Directory next to the weights where the download Job puts the tokenizer encodings a model loads at start.
+TOKENIZER_ENCODINGS_DIR = "tiktoken"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,12 +144,46 @@ def cache_size_gib(plan: Plan) -> int:
 
 
 def nim_image(spec: ModelDeploymentSpec) -> str:
-    """The NIM image for an ngc://nim/ORG/NAME[:TAG] source."""
-    location = spec.model.location
-    repository, _, tag = location.partition(":")
+    """The NIM image for an ngc://nim/ORG/NAME:TAG source (the tag is required: see :func:`nim_tag`)."""
+    repository = spec.model.location.partition(":")[0]
     arch = lookup_model(spec.model.source)
     base = arch.nim_image if arch is not None and arch.nim_image else f"nvcr.io/{repository}"
-    return f"{base}:{tag or DEFAULT_NIM_TAG}"
+    return f"{base}:{nim_tag(spec)}"
+
+
+def nim_profile(spec: ModelDeploymentSpec, plan: Plan) -> str:
+    """The NIM profile the download Job caches and the server runs: ``spec.nim.profile``, or NIM's generic
+    vLLM profile for the plan's precision and tensor-parallel size (NIM names them
+    ``vllm-<precision>-tp<N>-pp1``; they run on any GPU with the memory). A GPU-optimized TensorRT-LLM
+    profile has an ID only the image's manifest knows: the NIM operator reads the manifest in a running
+    container and matches its tags (``gpu``, ``tp``, ``precision``); modelyard renders offline, so such a
+    profile is named in ``spec.nim.profile``."""
+    if spec.nim.profile:
+        return spec.nim.profile
+    precision = "fp8" if plan.quantization == "fp8" else plan.quantization or "bf16"
+    return f"vllm-{precision}-tp{plan.tensor_parallel_size}-pp1"
+
+
+def startup_seconds(plan: Plan) -> int:
+    """The time a replica may take to start: every worker's read of the checkpoint at
+    :data:`STARTUP_READ_MIB_PER_SECOND`, plus compile and fixed start-up time."""
+    read_mib = plan.weights_gib * plan.tensor_parallel_size * GIB / (1 << 20)
+    return math.ceil(STARTUP_BASE_SECONDS + STARTUP_COMPILE_SECONDS + read_mib / STARTUP_READ_MIB_PER_SECOND)
+
+
+def compile_cache_sub_path(spec: ModelDeploymentSpec) -> str:
+    """The claim directory holding the compile cache (beside the weights, keyed by the vLLM version)."""
+    base = f".compile-cache/vllm-{VLLM_VERSION}"
+    if spec.model.scheme is SourceScheme.PVC:
+        sub_path = spec.model.location.partition("/")[2].strip("/")
+        return f"{sub_path}/{base}" if sub_path else base
+    return base
+
+
+def tokenizer_encodings(plan: Plan) -> list[TokenizerEncoding]:
+    """Files the model's tokenizer loads at start (gpt-oss's o200k_base), cached beside the weights."""
+    arch = MODELS.get(plan.model)
+    return [TIKTOKEN_ENCODINGS[name] for name in arch.tokenizer_encodings] if arch else []
 
 
 class _Context:
@@ -225,6 +280,9 @@ class _Context:
                         "serviceAccountName": self.name,
                         "automountServiceAccountToken": False,
                         "securityContext": _pod_security_context(),
+                        # Where the serving pods run (no GPU request): a claim binds in the zone or node
+                        # pool of its first consumer, so the weights land where they are mounted.
+                        **self._placement(),
                         "imagePullSecrets": self._pull_secrets(),
                         "containers": [container],
                         "volumes": [self._weights_volume(read_only=False), _tmp_volume()],
@@ -237,6 +295,10 @@ class _Context:
         model = self.spec.model
         target = weights_path(self.spec)
         env: list[dict[str, Any]] = [{"name": "HOME", "value": "/tmp"}]
+        encodings = tokenizer_encodings(self.plan)
+        if encodings:
+            env.append({"name": "ENCODINGS", "value": json.dumps(
+                [[e.file, e.url, e.sha256] for e in encodings], separators=(",", ":"))})
         if model.scheme is SourceScheme.HF:
             script = (
                 "import os, pathlib, sys\n"
@@ -250,7 +312,8 @@ class _Context:
                 "except (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError) as exc:\n"
                 "    print(f'{type(exc).__name__}: {exc}', file=sys.stderr)\n"
                 f"    sys.exit({PERMANENT_FAILURE})\n"
-                f"pathlib.Path(target, '{COMPLETE_MARKER}').touch()\n"
+                + (_FETCH_ENCODINGS_PY if encodings else "")
+                + f"pathlib.Path(target, '{COMPLETE_MARKER}').touch()\n"
             )
             env += [
                 {"name": "REPO", "value": model.location},
@@ -267,14 +330,16 @@ class _Context:
                     "/bin/sh",
                     "-c",
                     'aws s3 sync --only-show-errors "$SOURCE" "$TARGET" '
-                    f'&& touch "$TARGET/{COMPLETE_MARKER}"',
+                    + "".join(_fetch_encoding_sh(e) for e in encodings)
+                    + f'&& touch "$TARGET/{COMPLETE_MARKER}"',
                 ],
                 "env": [*env, {"name": "SOURCE", "value": model.source}, {"name": "TARGET", "value": target}],
             }
-        return {  # ngc: NIM downloads its own optimized profile into NIM_CACHE_PATH
+        # ngc: NIM caches the profile the server will run (left to choose, a pod without a GPU picks another)
+        return {
             "image": self._engine_image(),
-            "args": ["download-to-cache"],
-            "env": [*env, {"name": "NIM_CACHE_PATH", "value": CACHE_MOUNT}, *self._secret_env("NGC_API_KEY")],
+            "args": ["download-to-cache", "--profiles", nim_profile(self.spec, self.plan)],
+            "env": [*env, {"name": "NIM_CACHE_PATH", "value": target}, *self._secret_env("NGC_API_KEY")],
         }
 
     def _secret_env(self, name: str) -> list[dict[str, Any]]:
@@ -315,22 +380,32 @@ class _Context:
             "spec": spec,
         }
 
-    def _pod_spec(self) -> dict[str, Any]:
+    def _placement(self) -> dict[str, Any]:
+        """Node selector (GPU product label and spec.scheduling.nodeSelector) and tolerations (the GPU taint
+        and spec.scheduling.tolerations) of the serving pods, which the download Job shares."""
         scheduling = self.spec.scheduling
         gpu = GPU_TYPES[self.plan.gpu_type]
         tolerations = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
         tolerations += [t.to_wire() for t in scheduling.tolerations]
+        return {
+            "nodeSelector": {**scheduling.node_selector, "nvidia.com/gpu.product": gpu.product},
+            "tolerations": tolerations,
+        }
+
+    def _pod_spec(self) -> dict[str, Any]:
+        scheduling = self.spec.scheduling
         pod: dict[str, Any] = {
             "serviceAccountName": self.name,
             "automountServiceAccountToken": False,
             "securityContext": _pod_security_context(),
-            "nodeSelector": {**scheduling.node_selector, "nvidia.com/gpu.product": gpu.product},
-            "tolerations": tolerations,
+            **self._placement(),
             "imagePullSecrets": self._pull_secrets(),
             "terminationGracePeriodSeconds": 60,
             "containers": [self._engine_container()],
             "volumes": [
-                self._weights_volume(read_only=self.spec.engine is Engine.VLLM),
+                # writable: the vLLM container mounts the weights read-only and only the compile cache
+                # directory of the same claim read-write
+                self._weights_volume(read_only=False),
                 {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{self._shm_gib()}Gi"}},
                 _tmp_volume(),
             ],
@@ -355,7 +430,8 @@ class _Context:
                 "requests": {"cpu": str(2 * self.tp), "memory": memory, GPU_RESOURCE: str(self.tp)},
                 "limits": {"memory": memory, GPU_RESOURCE: str(self.tp)},
             },
-            "startupProbe": _http_probe(HEALTH_PATH[engine], period=10, failures=self._startup_failures()),
+            "startupProbe": _http_probe(
+                HEALTH_PATH[engine], period=STARTUP_PROBE_PERIOD, failures=self._startup_failures()),
             "readinessProbe": _http_probe(HEALTH_PATH[engine], period=10, failures=3),
             "livenessProbe": _http_probe(LIVE_PATH[engine], period=30, failures=5),
             "volumeMounts": [
@@ -365,13 +441,15 @@ class _Context:
             ],
             "securityContext": restricted_security_context(),
         }
+        if engine is Engine.VLLM:
+            compile_cache = {"name": "weights", "mountPath": COMPILE_CACHE_MOUNT,
+                             "subPath": compile_cache_sub_path(self.spec)}
+            container["volumeMounts"].insert(1, compile_cache)
         return container
 
     def _startup_failures(self) -> int:
-        """Loading weights from the cache and warming up: 10 minutes plus a minute per 10 GiB per GPU,
-        at one probe every 10 seconds, at most two hours."""
-        minutes = 10 + math.ceil(self.plan.weights_gib_per_gpu / 10)
-        return min(720, minutes * 6)
+        """:func:`startup_seconds` in probes of :data:`STARTUP_PROBE_PERIOD` seconds."""
+        return math.ceil(startup_seconds(self.plan) / STARTUP_PROBE_PERIOD)
 
     def _engine_invocation(self) -> dict[str, Any]:
         serving = self.spec.serving
@@ -382,7 +460,8 @@ class _Context:
         if self.spec.engine is Engine.NIM:
             env = [
                 *common_env,
-                {"name": "NIM_CACHE_PATH", "value": CACHE_MOUNT},
+                {"name": "NIM_CACHE_PATH", "value": weights_path(self.spec)},
+                {"name": "NIM_MODEL_PROFILE", "value": nim_profile(self.spec, self.plan)},
                 {"name": "NIM_SERVED_MODEL_NAME", "value": self.spec.model.name},
                 {"name": "NIM_MAX_MODEL_LEN", "value": str(serving.max_model_len)},
                 {"name": "NIM_TENSOR_PARALLEL_SIZE", "value": str(self.tp)},
@@ -406,8 +485,8 @@ class _Context:
             "--port",
             str(PORT),
         ]
-        if self.plan.quantization and self.spec.serving.quantization:
-            args += ["--quantization", self.spec.serving.quantization.value]
+        if self.plan.quantization_flag:  # a pre-quantized checkpoint declares its own method
+            args += ["--quantization", self.plan.quantization_flag]
         if serving.kv_cache_dtype is KvCacheDtype.FP8:
             args += ["--kv-cache-dtype", "fp8"]
         env = [
@@ -416,7 +495,14 @@ class _Context:
             {"name": "HF_HUB_OFFLINE", "value": "1"},
             {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
             {"name": "DO_NOT_TRACK", "value": "1"},
+            # torch.compile, Inductor and Triton caches on the claim: restarts start warm
+            {"name": "VLLM_CACHE_ROOT", "value": COMPILE_CACHE_MOUNT},
+            {"name": "TORCHINDUCTOR_CACHE_DIR", "value": f"{COMPILE_CACHE_MOUNT}/inductor"},
+            {"name": "TRITON_CACHE_DIR", "value": f"{COMPILE_CACHE_MOUNT}/triton"},
         ]
+        if tokenizer_encodings(self.plan):
+            encodings_dir = f"{weights_path(self.spec)}/{TOKENIZER_ENCODINGS_DIR}"
+            env.append({"name": "TIKTOKEN_ENCODINGS_BASE", "value": encodings_dir})
         return {"command": ["vllm", "serve"], "args": [*args, *serving.extra_args], "env": env}
 
     def service(self) -> Manifest:
@@ -538,3 +624,26 @@ def _tmp_volume() -> dict[str, Any]:
 
 def _tmp_mount() -> dict[str, Any]:
     return {"name": "tmp", "mountPath": "/tmp"}
+
+
+#: Appended to the hf:// download script when the model loads tokenizer encodings at start: each file is
+#: fetched once, checked against its digest, and written beside the weights.
+_FETCH_ENCODINGS_PY = (
+    "import hashlib, json, urllib.request\n"
+    f"encodings = pathlib.Path(target, '{TOKENIZER_ENCODINGS_DIR}')\n"
+    "encodings.mkdir(exist_ok=True)\n"
+    "for name, url, digest in json.loads(os.environ['ENCODINGS']):\n"
+    "    data = urllib.request.urlopen(url, timeout=120).read()\n"
+    "    if hashlib.sha256(data).hexdigest() != digest:\n"
+    "        sys.exit(f'{name}: sha256 mismatch')\n"
+    "    (encodings / name).write_bytes(data)\n"
+)
+
+
+def _fetch_encoding_sh(encoding: TokenizerEncoding) -> str:
+    """The s3:// download's shell step for one tokenizer encoding (the aws-cli image's curl, sha256sum)."""
+    path = f'"$TARGET/{TOKENIZER_ENCODINGS_DIR}/{encoding.file}"'
+    return (
+        f'&& mkdir -p "$TARGET/{TOKENIZER_ENCODINGS_DIR}" && curl -fsSL -o {path} {encoding.url} '
+        f"&& echo '{encoding.sha256}  '{path} | sha256sum -c - "
+    )
