@@ -46,6 +46,13 @@ EXPECTED = Counter(
             f"{V}/backends/bedrock-public.yaml",
             2,
             "ProviderBinding/bedrock-us",
+            "UNKNOWN_PROVIDER_MODEL",
+            "medium",
+        ),
+        (
+            f"{V}/backends/bedrock-public.yaml",
+            2,
+            "ProviderBinding/bedrock-us",
             "NO_INVOCATION_LOGGING",
             "low",
         ),
@@ -95,7 +102,7 @@ def unlocated(findings: Counter[tuple[str, int, str, str, str]]) -> Counter[tupl
 def test_violations_tree_gives_exactly_the_expected_findings() -> None:
     document = audit_json("-f", str(VIOLATIONS))
     assert found(document) == EXPECTED
-    assert document["summary"]["findings"] == {"low": 2, "medium": 3, "high": 7}
+    assert document["summary"]["findings"] == {"low": 2, "medium": 4, "high": 7}
     kinds = {o["kind"] for o in document["objects"]}
     assert kinds == {
         "ModelDeployment",
@@ -187,6 +194,7 @@ def test_sarif_is_valid_2_1_0_and_points_at_the_manifest_lines() -> None:
         "BROAD_NETWORK_ACCESS": "error",
         "UNPINNED_MODEL_REVISION": "warning",
         "CLASSIFICATION_ESCALATION": "error",
+        "UNKNOWN_PROVIDER_MODEL": "warning",
     }
     level = {"high": "error", "medium": "warning", "low": "note"}
     located: Counter[tuple[str, int, str, str]] = Counter()
@@ -213,7 +221,7 @@ def test_table_is_readable() -> None:
     ]  # fmt: skip
     assert "llm-gateway/chat:restricted (rejected)" in row
     assert any(line.split()[:2] == ["SEVERITY", "CODE"] for line in lines)
-    assert lines[-1] == "5 objects, 7 high, 3 medium, 2 low"
+    assert lines[-1] == "5 objects, 7 high, 4 medium, 2 low"
 
 
 @pytest.mark.parametrize("output", ["table", "json", "sarif"])
@@ -284,7 +292,7 @@ def binding(generation: int, status: dict[str, Any]) -> ProviderBinding:
             "provider": "bedrock",
             "bedrock": {
                 "region": "eu-central-1",
-                "models": ["m"],
+                "models": ["meta.llama3-1-70b-instruct-v1:0"],
                 "auth": {"type": "irsa", "roleArn": "arn:aws:iam::123456789012:role/r"},
                 "vpcEndpoint": {"id": "vpce-0abc1234def567890"},
             },

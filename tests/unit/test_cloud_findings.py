@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from modelyard.api.common import DataClassification
 from modelyard.api.provider_binding import ProviderBindingSpec
 from modelyard.audit.findings import Observed, provider_binding_findings
@@ -14,10 +16,11 @@ RESOURCE = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.CognitiveServ
 CLIENT = "11111111-2222-3333-4444-555555555555"
 TENANT = "66666666-7777-8888-9999-000000000000"
 POLICY = ClusterPolicy()
+CLAUDE = "eu.anthropic.claude-sonnet-4-5-20250929-v1:0"
 
 
 def bedrock(auth: dict[str, Any] | None = None, **extra: Any) -> ProviderBindingSpec:
-    block = {"region": "eu-central-1", "models": ["m"], "auth": auth or {"type": "irsa", "roleArn": ROLE}}
+    block = {"region": "eu-central-1", "models": [CLAUDE], "auth": auth or {"type": "irsa", "roleArn": ROLE}}
     data_class = extra.pop("dataClassification", "confidential")
     block.update(extra)
     return ProviderBindingSpec.model_validate(
@@ -25,14 +28,14 @@ def bedrock(auth: dict[str, Any] | None = None, **extra: Any) -> ProviderBinding
     )
 
 
-def azure(auth: dict[str, Any] | None = None) -> ProviderBindingSpec:
+def azure(auth: dict[str, Any] | None = None, model: str = "gpt-4o") -> ProviderBindingSpec:
     return ProviderBindingSpec.model_validate(
         {
             "provider": "azureOpenAI",
             "azureOpenAI": {
                 "endpoint": "https://c.openai.azure.com",
                 "resourceId": RESOURCE,
-                "deployments": [{"name": "d", "model": "gpt-4o"}],
+                "deployments": [{"name": "d", "model": model}],
                 "auth": auth or {"type": "workloadIdentity", "clientId": CLIENT, "tenantId": TENANT},
             },
             "dataClassification": "confidential",
@@ -109,3 +112,54 @@ def test_local_auth_models_and_order() -> None:
     ]
     static = azure({"type": "staticSecret", "secretRef": {"name": "k"}})
     assert ("LOCAL_AUTH_ENABLED", "medium") not in codes(static, Observed(local_auth_enabled=True))
+
+
+@pytest.mark.parametrize(
+    "models,region,unknown",
+    [
+        ([CLAUDE, "meta.llama3-1-70b-instruct-v1:0"], "eu-central-1", []),
+        (["global.anthropic.claude-sonnet-4-5-20250929-v1:0"], "eu-central-1", []),
+        (["us.anthropic.claude-sonnet-4-5-20250929-v1:0"], "us-west-2", []),
+        (
+            ["arn:aws:bedrock:eu-central-1:123456789012:application-inference-profile/a1b2c3"],
+            "eu-central-1",
+            [],
+        ),
+        # the id the examples used: no such Bedrock model (ids are dated and versioned)
+        (
+            ["anthropic.claude-sonnet-4-5"],
+            "eu-central-1",
+            [
+                "anthropic.claude-sonnet-4-5 is not a Bedrock model id (did you mean "
+                "anthropic.claude-sonnet-4-5-20250929-v1:0?)"
+            ],
+        ),
+        # a well-formed profile for another geography: Bedrock in eu-central-1 refuses it
+        (
+            ["us.anthropic.claude-sonnet-4-5-20250929-v1:0"],
+            "eu-central-1",
+            [
+                "us.anthropic.claude-sonnet-4-5-20250929-v1:0 is an inference profile for the us geography, "
+                "not callable from eu-central-1"
+            ],
+        ),
+        (["xx.anthropic.claude-sonnet-4-5-20250929-v1:0"], "eu-central-1", ["xx.anthropic"]),
+        (["arn:aws:bedrock:us-east-1::foundation-model/" + CLAUDE[3:]], "eu-central-1", ["is in us-east-1"]),
+    ],
+)
+def test_unknown_provider_model_ids(models: list[str], region: str, unknown: list[str]) -> None:
+    spec = bedrock(**PRIVATE, region=region, models=models)
+    found = [f for f in provider_binding_findings(spec, POLICY) if f.code == "UNKNOWN_PROVIDER_MODEL"]
+    if not unknown:
+        assert found == []
+        return
+    (finding,) = found
+    assert finding.severity.value == "medium"
+    assert all(part in finding.message for part in unknown), finding.message
+
+
+def test_unknown_azure_model_names_the_deployment() -> None:
+    assert codes(azure(model="gpt-4.1-mini"), Observed(private_connectivity=True)) == []
+    (finding,) = provider_binding_findings(azure(model="gpt4o"), POLICY, Observed(private_connectivity=True))
+    assert (finding.code, finding.severity.value) == ("UNKNOWN_PROVIDER_MODEL", "medium")
+    assert "deployment d: gpt4o is not an Azure OpenAI model name" in finding.message

@@ -109,7 +109,10 @@ class BedrockSpec(ApiModel):
 
     region: str = Field(description="AWS region, e.g. eu-central-1.", pattern=AWS_REGION)
     models: list[str] = Field(
-        description="Bedrock model ids routes may use, e.g. anthropic.claude-sonnet-4-5.",
+        description="Bedrock model ids routes may use: foundation model ids "
+        "(meta.llama3-1-70b-instruct-v1:0) or cross-region inference profiles callable from the region "
+        "(eu.anthropic.claude-sonnet-4-5-20250929-v1:0). An id Bedrock would refuse is reported as "
+        "UNKNOWN_PROVIDER_MODEL.",
         min_length=1,
         max_length=64,
     )
@@ -154,7 +157,11 @@ class AzureDeployment(ApiModel):
     """A model deployment in the Azure OpenAI account."""
 
     name: str = Field(description="Deployment name, as routes reference it.", max_length=64)
-    model: str = Field(description="Model behind the deployment, e.g. gpt-4o.", max_length=128)
+    model: str = Field(
+        description="Model behind the deployment, e.g. gpt-4o; a name Azure OpenAI does not serve is "
+        "reported as UNKNOWN_PROVIDER_MODEL.",
+        max_length=128,
+    )
 
 
 class AzureOpenAISpec(ApiModel):

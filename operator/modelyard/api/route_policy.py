@@ -152,7 +152,7 @@ class RejectedBackend(ApiModel):
     """A backend left out of a route, and why."""
 
     backend: str = Field(
-        description="The backend, e.g. ProviderBinding/bedrock-eu/anthropic.claude-sonnet-4-5."
+        description="The backend, e.g. ProviderBinding/bedrock-eu/meta.llama3-1-70b-instruct-v1:0."
     )
     reason: str = Field(description="Why it is not eligible.")
 

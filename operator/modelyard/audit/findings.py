@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from modelyard.api.common import Finding, Severity
 from modelyard.api.provider_binding import ProviderBindingSpec
+from modelyard.catalog.providers import check_azure_model, check_bedrock_model
 from modelyard.render.routing import ClusterPolicy
 
 STATIC_CREDENTIALS = "STATIC_CREDENTIALS"
@@ -17,6 +18,7 @@ NO_INVOCATION_LOGGING = "NO_INVOCATION_LOGGING"
 LOCAL_AUTH_ENABLED = "LOCAL_AUTH_ENABLED"
 MODEL_UNAVAILABLE = "MODEL_UNAVAILABLE"
 MODEL_ACCESS_UNVERIFIED = "MODEL_ACCESS_UNVERIFIED"
+UNKNOWN_PROVIDER_MODEL = "UNKNOWN_PROVIDER_MODEL"
 MAX_MESSAGE = 1024
 
 
@@ -128,6 +130,13 @@ def _logging(spec: ProviderBindingSpec, seen: Observed) -> list[Finding]:
 def _models(spec: ProviderBindingSpec, seen: Observed) -> list[Finding]:
     kind = "models" if spec.bedrock is not None else "deployments"
     found = []
+    unknown = _unknown_models(spec)
+    if unknown:
+        found.append(
+            _finding(
+                UNKNOWN_PROVIDER_MODEL, Severity.MEDIUM, f"the provider would refuse: {'; '.join(unknown)}"
+            )
+        )
     if seen.unavailable_models:
         found.append(
             _finding(
@@ -141,3 +150,17 @@ def _models(spec: ProviderBindingSpec, seen: Observed) -> list[Finding]:
             _finding(MODEL_ACCESS_UNVERIFIED, Severity.LOW, f"{kind} not verified: {seen.models_unverified}")
         )
     return found
+
+
+def _unknown_models(spec: ProviderBindingSpec) -> list[str]:
+    """Why each listed model is not one the provider accepts, judged offline from the catalog: Bedrock ids
+    (or inference profiles of them callable from the binding's region), Azure deployments' model names."""
+    if spec.bedrock is not None:
+        checks = [check_bedrock_model(model, spec.bedrock.region) for model in spec.bedrock.models]
+        return [check.reason for check in checks if not check.known]
+    assert spec.azure_open_ai is not None
+    return [
+        f"deployment {deployment.name}: {check.reason}"
+        for deployment in spec.azure_open_ai.deployments
+        if not (check := check_azure_model(deployment.model)).known
+    ]

@@ -19,6 +19,7 @@ from .findings import (
     PRIVATE_LINK_UNVERIFIED,
     PUBLIC_ENDPOINT,
     STATIC_CREDENTIALS,
+    UNKNOWN_PROVIDER_MODEL,
 )
 from .model_deployment import BROAD_NETWORK_ACCESS, UNPINNED_MODEL_REVISION
 from .report import SCHEMA_VERSION, Entry, Location, Mode, Report
@@ -38,6 +39,7 @@ RULES: dict[str, tuple[Severity, str]] = {
     LOCAL_AUTH_ENABLED: (Severity.MEDIUM, "The Azure account accepts API keys"),
     MODEL_UNAVAILABLE: (Severity.MEDIUM, "Listed models are not available to the account"),
     MODEL_ACCESS_UNVERIFIED: (Severity.LOW, "Access to the listed models is not verified"),
+    UNKNOWN_PROVIDER_MODEL: (Severity.MEDIUM, "A listed model id is not one the provider accepts"),
     CLASSIFICATION_ESCALATION: (Severity.HIGH, "A route lists a backend not cleared for its data"),
     REGION_NOT_ALLOWED: (Severity.HIGH, "A provider is outside the allowed regions"),
     UNPINNED_MODEL_REVISION: (Severity.MEDIUM, "The model weights are not pinned to an immutable revision"),

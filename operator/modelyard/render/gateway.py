@@ -121,7 +121,7 @@ Target = SelfHostedTarget | BedrockTarget | AzureTarget
 class ResolvedBackend:
     """One eligible backend of a route, as the controller resolved it."""
 
-    key: str  #: Backend.key, e.g. ProviderBinding/bedrock-eu/anthropic.claude-sonnet-4-5
+    key: str  #: Backend.key, e.g. ProviderBinding/bedrock-eu/meta.llama3-1-70b-instruct-v1:0
     target: Target
     weight: int | None = None
     #: Where the provider's private endpoint lives; empty when unknown (egress then allows any HTTPS).

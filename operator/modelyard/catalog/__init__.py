@@ -1,0 +1,1 @@
+"""Catalogs of what providers and engines accept, known offline (pure data)."""
