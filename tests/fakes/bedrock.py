@@ -78,7 +78,13 @@ class BedrockState:
     sts: list[StsCall] = field(default_factory=list)
     #: control plane: foundation model summaries and inference profile summaries, as the API returns them
     foundation_models: list[dict[str, Any]] = field(default_factory=list)
+    #: models GetFoundationModel finds though ListFoundationModels leaves them out
+    unlisted_models: list[dict[str, Any]] = field(default_factory=list)
     inference_profiles: list[dict[str, Any]] = field(default_factory=list)
+    #: at most this many profiles per ListInferenceProfiles page
+    page_size: int = 1000
+    #: when set, ListInferenceProfiles is refused with AccessDeniedException
+    profiles_denied: bool = False
     control_requests: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -382,7 +388,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, {"modelSummaries": state.foundation_models})
         elif url.path.startswith("/foundation-models/"):
             wanted = unquote(url.path.removeprefix("/foundation-models/"))
-            found = [m for m in state.foundation_models if m["modelId"] == wanted]
+            found = [m for m in state.foundation_models + state.unlisted_models if m["modelId"] == wanted]
             if found:
                 self._json(200, {"modelDetails": found[0]})
             else:
@@ -397,11 +403,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"message": "not found"}, "ResourceNotFoundException")
 
     def _profiles(self, query: dict[str, list[str]]) -> None:
-        profiles = self.server.fake.state.inference_profiles
+        state = self.server.fake.state
+        if state.profiles_denied:
+            message = "not authorized to perform: bedrock:ListInferenceProfiles"
+            self._json(403, {"message": message}, "AccessDeniedException")
+            return
+        profiles = state.inference_profiles
         kind = query.get("type", ["SYSTEM_DEFINED"])[0]
         profiles = [p for p in profiles if p.get("type", "SYSTEM_DEFINED") == kind]
         start = int(query.get("nextToken", ["0"])[0])
-        size = int(query.get("maxResults", ["1000"])[0])
+        size = min(int(query.get("maxResults", ["1000"])[0]), state.page_size)
         page: dict[str, Any] = {"inferenceProfileSummaries": profiles[start : start + size]}
         if start + size < len(profiles):
             page["nextToken"] = str(start + size)

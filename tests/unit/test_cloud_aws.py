@@ -1,13 +1,17 @@
-"""AWS verification pieces without AWS: model access through botocore's Stubber, the VPC endpoint and caller
-identity verdicts, and how boto3 errors become verdicts or "ask again later"."""
+"""AWS verification pieces without AWS: model access over the Bedrock control plane's wire format (a local
+fake) and botocore's Stubber, the VPC endpoint and caller identity verdicts, and how boto3 errors become
+verdicts or "ask again later"."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from botocore.stub import Stubber
+from tests.fakes.bedrock import BedrockFake
 
 from modelyard.cloud import CloudUnavailable
 from modelyard.cloud.aws import (
@@ -40,39 +44,81 @@ def bedrock() -> Any:
     return boto3.client("bedrock", region_name=REGION, aws_access_key_id="k", aws_secret_access_key="s")
 
 
-def test_model_access_from_the_catalog(bedrock: Any) -> None:
+@pytest.fixture
+def bedrock_fake(tmp_path: Path) -> Iterator[BedrockFake]:
+    """The Bedrock control plane's wire format (moto serves neither ListFoundationModels nor
+    ListInferenceProfiles)."""
+    fake = BedrockFake(tmp_path, region=REGION)
+    yield fake
+    fake.stop()
+
+
+def profile(profile_id: str, status: str = "ACTIVE") -> dict[str, Any]:
+    return {
+        "inferenceProfileId": profile_id,
+        "inferenceProfileName": profile_id,
+        "inferenceProfileArn": f"arn:aws:bedrock:{REGION}:123456789012:inference-profile/{profile_id}",
+        "models": [{"modelArn": f"arn:aws:bedrock:{REGION}::foundation-model/{profile_id.split('.', 1)[1]}"}],
+        "status": status,
+        "type": "SYSTEM_DEFINED",
+    }
+
+
+def over_the_wire(fake: BedrockFake) -> FoundationModelCatalog:
+    client = boto3.client(
+        "bedrock",
+        region_name=REGION,
+        endpoint_url=fake.url,
+        verify=str(fake.ca_file),
+        aws_access_key_id="k",
+        aws_secret_access_key="s",
+    )
+    return FoundationModelCatalog(lambda service, region, creds: client)
+
+
+def test_model_access_from_the_account(bedrock_fake: BedrockFake) -> None:
+    claude = "anthropic.claude-sonnet-4-5-20250929-v1:0"
+    state = bedrock_fake.state
+    state.foundation_models = [
+        summary("anthropic.claude-3-5-sonnet-20240620-v1:0"),
+        summary(claude),
+        summary("meta.llama3-1-70b-instruct-v1:0", "LEGACY"),
+    ]
+    state.unlisted_models = [summary("amazon.titan-text-express-v1")]
+    state.inference_profiles = [
+        profile("eu.amazon.nova-pro-v1:0"),
+        profile("eu.anthropic.claude-3-7-sonnet-20250219-v1:0"),
+        profile("eu.meta.llama3-2-1b-instruct-v1:0", "INACTIVE"),
+        profile(f"eu.{claude}"),  # on the second page
+    ]
+    state.page_size = 3
     models = [
         "anthropic.claude-3-5-sonnet-20240620-v1:0",  # listed, active
-        "eu.anthropic.claude-3-5-sonnet-20240620-v1:0",  # a cross-region profile of a listed model
+        f"eu.{claude}",  # a profile the region offers
+        f"global.{claude}",  # its model is active, but the region offers no such profile
+        "eu.meta.llama3-2-1b-instruct-v1:0",  # an inactive profile
         "meta.llama3-1-70b-instruct-v1:0",  # listed but legacy
         "amazon.titan-text-express-v1",  # not listed, GetFoundationModel finds it
         "acme.no-such-model",  # not listed, GetFoundationModel does not know it
     ]
-    with Stubber(bedrock) as stub:
-        stub.add_response(
-            "list_foundation_models",
-            {"modelSummaries": [summary(models[0]), summary(models[2], "LEGACY")]},
-        )
-        stub.add_response(
-            "get_foundation_model",
-            {"modelDetails": {**summary("meta.llama3-1-70b-instruct-v1:0", "LEGACY")}},
-            {"modelIdentifier": "meta.llama3-1-70b-instruct-v1:0"},
-        )
-        stub.add_response(
-            "get_foundation_model",
-            {"modelDetails": summary("amazon.titan-text-express-v1")},
-            {"modelIdentifier": "amazon.titan-text-express-v1"},
-        )
-        stub.add_client_error(
-            "get_foundation_model",
-            service_error_code="ResourceNotFoundException",
-            http_status_code=404,
-            expected_params={"modelIdentifier": "acme.no-such-model"},
-        )
-        catalog = FoundationModelCatalog(lambda service, region, creds: bedrock)
-        missing = catalog.unavailable(REGION, models)
-        stub.assert_no_pending_responses()
-    assert missing == ["meta.llama3-1-70b-instruct-v1:0", "acme.no-such-model"]
+    missing = over_the_wire(bedrock_fake).unavailable(REGION, models)
+    assert missing == [
+        f"global.{claude}",
+        "eu.meta.llama3-2-1b-instruct-v1:0",
+        "meta.llama3-1-70b-instruct-v1:0",
+        "acme.no-such-model",
+    ]
+    pages = [r for r in state.control_requests if r.startswith("/inference-profiles")]
+    assert len(pages) == 2 and all("type=SYSTEM_DEFINED" in r for r in pages)
+    assert "nextToken=3" in pages[1]
+
+
+def test_profiles_the_operator_may_not_list_count_as_their_model(bedrock_fake: BedrockFake) -> None:
+    bedrock_fake.state.foundation_models = [summary("anthropic.claude-sonnet-4-5-20250929-v1:0")]
+    bedrock_fake.state.profiles_denied = True
+    models = ["eu.anthropic.claude-sonnet-4-5-20250929-v1:0", "eu.anthropic.claude-opus-4-20250514-v1:0"]
+    missing = over_the_wire(bedrock_fake).unavailable(REGION, models)
+    assert missing == ["eu.anthropic.claude-opus-4-20250514-v1:0"]  # its model is not in the region
 
 
 def test_model_access_denied_is_a_refusal_not_a_verdict(bedrock: Any) -> None:

@@ -163,3 +163,12 @@ def test_unknown_azure_model_names_the_deployment() -> None:
     (finding,) = provider_binding_findings(azure(model="gpt4o"), POLICY, Observed(private_connectivity=True))
     assert (finding.code, finding.severity.value) == ("UNKNOWN_PROVIDER_MODEL", "medium")
     assert "deployment d: gpt4o is not an Azure OpenAI model name" in finding.message
+
+
+def test_the_binding_status_reports_unknown_ids_before_any_verification() -> None:
+    """status.findings as the controller writes them, also while the cloud has not answered yet."""
+    from modelyard.controllers.provider_binding import _findings  # noqa: PLC0415 - kopf only here
+
+    spec = bedrock(**PRIVATE, models=["anthropic.claude-sonnet-4-5"])
+    written = _findings(spec, POLICY, spec.region)
+    assert [(f["code"], f["severity"]) for f in written] == [("UNKNOWN_PROVIDER_MODEL", "medium")]

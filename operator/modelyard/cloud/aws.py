@@ -5,7 +5,8 @@ exchanged with ``AssumeRoleWithWebIdentity``, exactly as the SDK in the gateway 
 ``GetCallerIdentity`` with the exchanged credentials, which must name the binding's role. The *operator's
 own*, from boto3's standard chain (its own IRSA role in a cluster), for read-only calls that need no grant on
 the gateway's role: ``ec2:DescribeVpcEndpoints``, ``bedrock:GetModelInvocationLoggingConfiguration``,
-``bedrock:ListFoundationModels`` and ``bedrock:GetFoundationModel``. Endpoints follow boto3's own
+``bedrock:ListFoundationModels``, ``bedrock:GetFoundationModel`` and ``bedrock:ListInferenceProfiles``.
+Endpoints follow boto3's own
 configuration (``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_<SERVICE>``).
 """
 
@@ -17,6 +18,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from modelyard.catalog.providers import foundation_model_id, inference_profile_geography
 
 from . import Check, CloudUnavailable
 from .network import Resolver, check_private
@@ -48,7 +51,11 @@ _ASSUMED_ROLE = re.compile(
     r"^arn:(?P<partition>aws[a-z-]*):sts::(?P<account>\d{12}):assumed-role/(?P<name>[^/]+)/"
 )
 _ROLE = re.compile(r"^arn:(?P<partition>aws[a-z-]*):iam::(?P<account>\d{12}):role/(?:.*/)?(?P<name>[^/]+)$")
-_GEO_PREFIX = re.compile(r"^(?:us|eu|apac|us-gov|jp|au|ca|global)\.")
+#: Page size of ``ListInferenceProfiles`` (the API's maximum).
+PROFILES_PAGE = 1000
+#: Error codes meaning the operator's role may not list inference profiles: model access is then judged from
+#: the profile's foundation model, as before the account could be asked.
+_NOT_PERMITTED = frozenset({"AccessDeniedException", "UnauthorizedOperation", "AccessDenied"})
 
 T = TypeVar("T")
 
@@ -128,7 +135,9 @@ class ModelAccess(Protocol):
 
 class FoundationModelCatalog:
     """Model access from ``ListFoundationModels`` (one call), confirming ids it does not list with
-    ``GetFoundationModel``. Cross-region inference profile ids (``eu.anthropic...``) count as their model."""
+    ``GetFoundationModel``. Cross-region inference profile ids (``eu.anthropic...``) must be among the
+    region's ``ListInferenceProfiles`` (system-defined, ACTIVE; asked once, only when a binding lists one);
+    when the operator may not list them, they count as their foundation model."""
 
     def __init__(self, clients: ClientFactory = boto3_client) -> None:
         self.clients = clients
@@ -141,14 +150,48 @@ class FoundationModelCatalog:
             for s in summaries
             if (s.get("modelLifecycle") or {}).get("status", "ACTIVE") == "ACTIVE"
         }
+        profiles: set[str] | None = None
+        if any(inference_profile_geography(model) for model in models):
+            profiles = self._profiles(bedrock)
         missing = []
         for model in models:
-            base = _GEO_PREFIX.sub("", model)
+            if profiles is not None and inference_profile_geography(model):
+                if model not in profiles:
+                    missing.append(model)
+                continue
+            base = foundation_model_id(model)
             if base in active or model in active:
                 continue
             if not self._exists(bedrock, base):
                 missing.append(model)
         return missing
+
+    @staticmethod
+    def _profiles(bedrock: Any) -> set[str] | None:
+        """The region's ACTIVE system-defined inference profile ids, every page; None when not permitted."""
+        found: set[str] = set()
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"typeEquals": "SYSTEM_DEFINED", "maxResults": PROFILES_PAGE}
+            if token:
+                kwargs["nextToken"] = token
+            try:
+                page = call(
+                    "bedrock:ListInferenceProfiles",
+                    functools.partial(bedrock.list_inference_profiles, **kwargs),
+                )
+            except AwsRefused as exc:
+                if exc.code in _NOT_PERMITTED:
+                    return None
+                raise
+            found.update(
+                p["inferenceProfileId"]
+                for p in page.get("inferenceProfileSummaries", [])
+                if p.get("status", "ACTIVE") == "ACTIVE"
+            )
+            token = page.get("nextToken")
+            if not token:
+                return found
 
     @staticmethod
     def _exists(bedrock: Any, model: str) -> bool:
