@@ -8,10 +8,14 @@ LiteLLM config, as the pinned proxy reads it:
   when known, the VPC endpoint as ``aws_bedrock_runtime_endpoint``; Azure as ``azure/<deployment>`` with
   ``api_base`` and ``api_version``;
 - keyless auth passes no credential at all: with no ``aws_*`` credential parameter LiteLLM asks boto3's
-  default chain, which reads the IRSA web identity token or the EKS Pod Identity agent; with
-  ``litellm_settings.enable_azure_ad_token_refresh`` and no ``api_key`` it builds an azure-identity
-  WorkloadIdentityCredential from the env the Azure webhook injects. Static keys are ``os.environ/``
-  references to env vars filled from Secrets, so the ConfigMap never holds a secret value;
+  default chain, which exchanges the IRSA web identity token (``AWS_ROLE_ARN``,
+  ``AWS_WEB_IDENTITY_TOKEN_FILE``) with STS or asks the EKS Pod Identity agent, and signs each Converse /
+  InvokeModel request (SigV4) for the endpoint's own host; with
+  ``litellm_settings.enable_azure_ad_token_refresh`` and no ``api_key`` it takes an azure-identity
+  DefaultAzureCredential, whose WorkloadIdentityCredential exchanges ``AZURE_FEDERATED_TOKEN_FILE`` for an
+  Entra token (Cognitive Services scope), sent as the bearer. tests/gateway/test_provider_auth.py runs
+  exactly that against STS and Entra fakes. Static keys are ``os.environ/`` references to env vars filled
+  from Secrets, so the ConfigMap never holds a secret value;
 - fallback routes: one model group per backend, the first named after the route, and
   ``router_settings.fallbacks`` listing the others in priority order (tried in order after ``num_retries``);
 - weighted routes: every backend in the route's group with ``weight`` (``simple-shuffle`` picks by weight).
