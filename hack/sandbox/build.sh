@@ -20,7 +20,9 @@ binaries=(etcd kwok kube-scheduler kube-apiserver kube-controller-manager)
 stages_file="kwok-stages.yaml"
 started=$SECONDS
 
-log() { printf '[sandbox-bin %4ds] %s\n' "$((SECONDS - started))" "$*" >&2; }
+log_tag="${log_tag:-sandbox-bin}"
+
+log() { printf '[%s %4ds] %s\n' "$log_tag" "$((SECONDS - started))" "$*" >&2; }
 
 module_version() { # module_version DIR MODULE -> the version DIR's module graph selects for MODULE
   (cd "$1" && go list -m -f '{{.Version}}' "$2")
@@ -132,4 +134,7 @@ main() {
   echo "$out"
 }
 
-main "$@"
+# build-node.sh sources this file for its helpers (log, ticker, k8s_ldflags, module_version).
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi
