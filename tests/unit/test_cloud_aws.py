@@ -100,6 +100,7 @@ def test_model_access_from_the_account(bedrock_fake: BedrockFake) -> None:
         "meta.llama3-1-70b-instruct-v1:0",  # listed but legacy
         "amazon.titan-text-express-v1",  # not listed, GetFoundationModel finds it
         "acme.no-such-model",  # not listed, GetFoundationModel does not know it
+        f"arn:aws:bedrock:{REGION}:123456789012:provisioned-model/abc123",  # the account's own: not judged
     ]
     missing = over_the_wire(bedrock_fake).unavailable(REGION, models)
     assert missing == [

@@ -125,6 +125,12 @@ def test_local_auth_models_and_order() -> None:
             "eu-central-1",
             [],
         ),
+        (
+            ["arn:aws:bedrock:eu-central-1:123456789012:default-prompt-router/anthropic.claude:1"],
+            "eu-central-1",
+            [],
+        ),
+        (["arn:aws:sagemaker:eu-central-1:123456789012:endpoint/marketplace-model"], "eu-central-1", []),
         # the id the examples used: no such Bedrock model (ids are dated and versioned)
         (
             ["anthropic.claude-sonnet-4-5"],

@@ -7,12 +7,11 @@ typo or a shortened name (``anthropic.claude-sonnet-4-5``) is caught before the 
 provider refuses. Online verification (:mod:`modelyard.cloud.aws`) then asks the account itself.
 
 Bedrock ids as the Bedrock API lists them (``ListFoundationModels``: ``<vendor>.<model>[-v<n>[:<m>]]``);
-inference profile ids are a geography prefix and such an id
-(``eu.anthropic.claude-sonnet-4-5-20250929-v1:0``),
-usable from the regions of that geography (``ListInferenceProfiles``). ARNs of provisioned throughput,
-custom, imported and application-profile models belong to one account and cannot be known offline; they
-are accepted when well formed. Catalog entries are checked against the pinned LiteLLM's model map by the
-tests.
+inference profile ids are a geography prefix and such an id (``eu.`` +
+``anthropic.claude-sonnet-4-5-20250929-v1:0``), usable from the regions of that geography
+(``ListInferenceProfiles``). ARNs of provisioned throughput, custom, imported and application-profile
+models, prompt routers and Marketplace endpoints belong to one account and cannot be known offline; they
+are accepted when well formed. The tests check every catalog entry against the pinned LiteLLM's model map.
 """
 
 from __future__ import annotations
@@ -111,10 +110,13 @@ INFERENCE_PROFILE_PREFIX = re.compile(
     + r")\."
 )
 _BEDROCK_ARN = re.compile(
-    r"^arn:aws[a-z-]*:bedrock:(?P<region>[a-z0-9-]*):(?P<account>\d{12})?:"
-    r"(?P<kind>foundation-model|inference-profile|application-inference-profile|provisioned-model|"
-    r"custom-model|imported-model|custom-model-deployment)/(?P<id>.+)$"
+    r"^arn:aws[a-z-]*:(?P<service>bedrock|sagemaker):(?P<region>[a-z0-9-]*):(?P<account>\d{12})?:"
+    r"(?P<kind>[a-z-]+)/(?P<id>.+)$"
 )
+#: ARN resource types whose id is a catalog id; every other well-formed Bedrock or SageMaker (Marketplace
+#: endpoint) ARN names one account's resource: provisioned throughput, custom, imported, application
+#: inference profile, prompt router.
+_CATALOG_ARN_KINDS = ("foundation-model", "inference-profile")
 
 #: Azure OpenAI / AI Foundry model names (``properties.model.name`` of a deployment).
 AZURE_OPENAI_MODELS: frozenset[str] = frozenset(
@@ -185,12 +187,19 @@ def profile_serves(geography: str, region: str) -> bool:
     return region.startswith(INFERENCE_PROFILE_GEOGRAPHIES[geography])
 
 
+def account_resource(model_id: str) -> bool:
+    """Whether ``model_id`` is the ARN of one account's resource (provisioned throughput, custom or imported
+    model, application inference profile, prompt router, Marketplace endpoint), not a catalog id."""
+    arn = _BEDROCK_ARN.match(model_id)
+    return arn is not None and (arn["service"] != "bedrock" or arn["kind"] not in _CATALOG_ARN_KINDS)
+
+
 def check_bedrock_model(model_id: str, region: str) -> ModelIdCheck:
     """Whether Bedrock in ``region`` would accept ``model_id``, judged offline from the catalog."""
     arn = _BEDROCK_ARN.match(model_id)
     if arn is not None:
-        if arn["kind"] not in ("foundation-model", "inference-profile"):
-            return ModelIdCheck(model_id, True)  # one account's resource: only the account can tell
+        if account_resource(model_id):
+            return ModelIdCheck(model_id, True)  # only the account can tell
         if arn["region"] and arn["region"] != region:
             return ModelIdCheck(model_id, False, f"{model_id} is in {arn['region']}, the binding in {region}")
         inner = check_bedrock_model(arn["id"], region)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from modelyard.catalog.providers import foundation_model_id, inference_profile_geography
+from modelyard.catalog.providers import account_resource, foundation_model_id, inference_profile_geography
 
 from . import Check, CloudUnavailable
 from .network import Resolver, check_private
@@ -155,6 +155,8 @@ class FoundationModelCatalog:
             profiles = self._profiles(bedrock)
         missing = []
         for model in models:
+            if account_resource(model):
+                continue  # provisioned, custom or imported models: not in these lists
             if profiles is not None and inference_profile_geography(model):
                 if model not in profiles:
                     missing.append(model)
