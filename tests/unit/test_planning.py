@@ -9,6 +9,7 @@ from types import ModuleType
 
 import pytest
 
+from modelyard.cli.main import main
 from modelyard.errors import Infeasible, UserError
 from modelyard.planning.capacity import (
     GIB,
@@ -579,3 +580,14 @@ def test_plan_is_frozen() -> None:
     p: Plan = plan(L8B, H100, max_model_len=8192)
     with pytest.raises(AttributeError):
         p.tensor_parallel_size = 2  # type: ignore[misc]
+
+
+def test_plan_command_shows_the_fp8_load_peak_and_kv_cache_dtype(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["plan", "--model", "meta-llama/Llama-3.1-405B-Instruct", "--gpu", "nvidia-h100-80gb",
+                 "--quantization", "fp8", "--kv-cache-dtype", "fp8"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "tensor-parallel size       8" in out
+    assert "load peak                  48.48 GiB per GPU" in out
+    assert "KV cache dtype             fp8" in out
+    assert main(["plan", "--model", "openai/gpt-oss-20b", "--gpu", "nvidia-l4", "--dtype", "float16"]) == 2

@@ -44,7 +44,12 @@ def register(commands: Commands) -> None:
     plan_cmd.add_argument("--gpu", help=f"GPU type: {', '.join(GPU_TYPES)}")
     plan_cmd.add_argument("--max-model-len", type=int, default=8192, help="context length in tokens (8192)")
     plan_cmd.add_argument("--dtype", default=Dtype.BFLOAT16.value, help="bfloat16, float16, float32")
-    plan_cmd.add_argument("--quantization", help="awq, gptq, fp8 or mxfp4")
+    plan_cmd.add_argument(
+        "--quantization",
+        help="fp8 (a 16-bit checkpoint quantized while loading), awq or gptq (an int4 checkpoint of the "
+        "model); the catalog's AWQ/FP8 checkpoints and gpt-oss are loaded as stored",
+    )
+    plan_cmd.add_argument("--kv-cache-dtype", default="auto", help="auto (the dtype) or fp8")
     plan_cmd.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="0.5-0.98 (0.9)")
     plan_cmd.add_argument("--gpu-count", type=int, help="fix the tensor-parallel size instead of choosing")
     plan_cmd.set_defaults(func=run_plan)
@@ -91,6 +96,7 @@ def run_plan(args: argparse.Namespace) -> int:
             quantization=args.quantization,
             gpu_memory_utilization=args.gpu_memory_utilization,
             gpu_count=args.gpu_count,
+            kv_cache_dtype=args.kv_cache_dtype,
         )
     except ValueError as exc:
         raise UserError(str(exc)) from exc
