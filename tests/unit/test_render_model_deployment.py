@@ -156,18 +156,30 @@ def test_startup_budget_is_every_workers_read_plus_compile() -> None:
 
 
 def test_compile_cache_is_on_the_weights_claim() -> None:
-    for obj, sub_path in ((md(), f".compile-cache/vllm-{VLLM_VERSION}"),
-                          (VARIANTS["pvc"], f"llama-3.1-8b/.compile-cache/vllm-{VLLM_VERSION}")):
+    sub_path = f".compile-cache/vllm-{VLLM_VERSION}"
+    for obj in (md(), VARIANTS["s3"]):
         pod = by_kind(render(obj))["Deployment"][0]["spec"]["template"]["spec"]
         container = pod["containers"][0]
         mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
         assert mounts["/models"]["readOnly"] is True  # the weights stay read-only for the engine
         assert mounts["/compile-cache"] == {"name": "weights", "mountPath": "/compile-cache",
                                             "subPath": sub_path}
+        # created as the engine's user before the engine starts (kubelet would create it owned by root)
+        (init,) = pod["initContainers"]
+        assert init["command"] == ["mkdir", "-p", f"/models/{sub_path}"]
+        assert init["volumeMounts"] == [{"name": "weights", "mountPath": "/models"}]
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["VLLM_CACHE_ROOT"] == "/compile-cache"
         assert env["TORCHINDUCTOR_CACHE_DIR"].startswith("/compile-cache/")
         assert env["TRITON_CACHE_DIR"].startswith("/compile-cache/")
+
+
+def test_a_pvc_source_is_never_written_and_compiles_into_an_empty_dir() -> None:
+    pod = by_kind(render(VARIANTS["pvc"]))["Deployment"][0]["spec"]["template"]["spec"]
+    weights = next(v for v in pod["volumes"] if v["name"] == "weights")
+    assert weights["persistentVolumeClaim"]["readOnly"] is True
+    assert {"name": "compile-cache", "emptyDir": {}} in pod["volumes"]
+    assert "initContainers" not in pod
 
 
 @pytest.mark.parametrize("variant", ["hf", "s3"])

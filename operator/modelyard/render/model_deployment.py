@@ -70,8 +70,10 @@ STARTUP_BASE_SECONDS = 300
 STARTUP_COMPILE_SECONDS = 600
 STARTUP_PROBE_PERIOD = 10
 #: Where vLLM keeps its torch.compile, Inductor and Triton caches: a directory of the weights claim, so a
-#: restarted or rescheduled replica starts warm. Keyed by the vLLM version.
+#: restarted or rescheduled replica starts warm. Keyed by the vLLM version. A pvc:// claim (air-gapped, often
+#: read-only) keeps it in an emptyDir instead.
 COMPILE_CACHE_MOUNT = "/compile-cache"
+COMPILE_CACHE_SUB_PATH = f".compile-cache/vllm-{VLLM_VERSION}"
 #: Directory next to the weights where the download Job puts the tokenizer encodings a model loads at start.
 TOKENIZER_ENCODINGS_DIR = "tiktoken"
 
@@ -169,15 +171,6 @@ def startup_seconds(plan: Plan) -> int:
     :data:`STARTUP_READ_MIB_PER_SECOND`, plus compile and fixed start-up time."""
     read_mib = plan.weights_gib * plan.tensor_parallel_size * GIB / (1 << 20)
     return math.ceil(STARTUP_BASE_SECONDS + STARTUP_COMPILE_SECONDS + read_mib / STARTUP_READ_MIB_PER_SECOND)
-
-
-def compile_cache_sub_path(spec: ModelDeploymentSpec) -> str:
-    """The claim directory holding the compile cache (beside the weights, keyed by the vLLM version)."""
-    base = f".compile-cache/vllm-{VLLM_VERSION}"
-    if spec.model.scheme is SourceScheme.PVC:
-        sub_path = spec.model.location.partition("/")[2].strip("/")
-        return f"{sub_path}/{base}" if sub_path else base
-    return base
 
 
 def tokenizer_encodings(plan: Plan) -> list[TokenizerEncoding]:
@@ -403,16 +396,34 @@ class _Context:
             "terminationGracePeriodSeconds": 60,
             "containers": [self._engine_container()],
             "volumes": [
-                # writable: the vLLM container mounts the weights read-only and only the compile cache
-                # directory of the same claim read-write
-                self._weights_volume(read_only=False),
+                # writable for modelyard's own claims: the vLLM container mounts the weights read-only and
+                # only the compile cache directory of the same claim read-write
+                self._weights_volume(read_only=not self._compile_cache_on_claim()
+                                     and self.spec.engine is Engine.VLLM),
                 {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{self._shm_gib()}Gi"}},
                 _tmp_volume(),
             ],
         }
+        if self._compile_cache_on_claim():
+            # kubelet would create a missing subPath directory owned by root, which the engine (uid 1000)
+            # cannot write: create it as the engine's user first.
+            pod["initContainers"] = [{
+                "name": "compile-cache",
+                "image": self._engine_image(),
+                "command": ["mkdir", "-p", f"{CACHE_MOUNT}/{COMPILE_CACHE_SUB_PATH}"],
+                "volumeMounts": [{"name": "weights", "mountPath": CACHE_MOUNT}],
+                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+                "securityContext": {**restricted_security_context(), "readOnlyRootFilesystem": True},
+            }]
+        elif self.spec.engine is Engine.VLLM:
+            pod["volumes"].append({"name": "compile-cache", "emptyDir": {}})
         if scheduling.priority_class_name:
             pod["priorityClassName"] = scheduling.priority_class_name
         return pod
+
+    def _compile_cache_on_claim(self) -> bool:
+        """vLLM's compile cache lives on the weights claim when modelyard created that claim."""
+        return self.spec.engine is Engine.VLLM and self.spec.model.scheme is not SourceScheme.PVC
 
     def _shm_gib(self) -> int:
         """Shared memory for NCCL: tensor-parallel workers exchange activations through /dev/shm."""
@@ -441,10 +452,11 @@ class _Context:
             ],
             "securityContext": restricted_security_context(),
         }
-        if engine is Engine.VLLM:
-            compile_cache = {"name": "weights", "mountPath": COMPILE_CACHE_MOUNT,
-                             "subPath": compile_cache_sub_path(self.spec)}
-            container["volumeMounts"].insert(1, compile_cache)
+        if self._compile_cache_on_claim():
+            container["volumeMounts"].insert(
+                1, {"name": "weights", "mountPath": COMPILE_CACHE_MOUNT, "subPath": COMPILE_CACHE_SUB_PATH})
+        elif engine is Engine.VLLM:
+            container["volumeMounts"].insert(1, {"name": "compile-cache", "mountPath": COMPILE_CACHE_MOUNT})
         return container
 
     def _startup_failures(self) -> int:
