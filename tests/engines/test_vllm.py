@@ -24,7 +24,7 @@ from modelyard.api import ModelDeployment
 from modelyard.api.model_deployment import Engine
 from modelyard.errors import Infeasible, UserError
 from modelyard.planning.capacity import QUANTIZATION_DTYPES
-from modelyard.planning.catalog import GPU_TYPES, MODELS, ModelArch
+from modelyard.planning.catalog import GPU_TYPES, MODELS, TIKTOKEN_ENCODINGS, ModelArch
 from modelyard.planning.spec import plan_deployment
 from modelyard.render.model_deployment import (
     HEALTH_PATH,
@@ -378,6 +378,18 @@ def test_probes_metric_and_environment_are_what_vllm_serves(
     assert IN_FLIGHT_METRIC[Engine.VLLM] in report["metrics"]
     set_by_modelyard = {name for line in lines for name in line.env if name.startswith("VLLM_")}
     assert set_by_modelyard and set_by_modelyard <= set(report["env"])
+
+
+def test_gpt_oss_encoding_is_where_openai_harmony_looks(
+        judged: tuple[list[Line], dict[str, Any], float]) -> None:
+    """openai-harmony (vLLM's gpt-oss chat format) reads TIKTOKEN_ENCODINGS_BASE and checks the encoding's
+    sha256; both come from its installed binary here, the rendered pod sets the one and the Job checks the
+    other."""
+    lines, report, _ = judged
+    strings = set(report["harmony_strings"])
+    gpt_oss = next(line for line in lines if line.id == "catalog/openai/gpt-oss-20b")
+    assert "TIKTOKEN_ENCODINGS_BASE" in gpt_oss.env and "TIKTOKEN_ENCODINGS_BASE" in strings
+    assert TIKTOKEN_ENCODINGS["o200k_base"].sha256 in strings
 
 
 def test_planner_dtypes_are_vllms(judged: tuple[list[Line], dict[str, Any], float]) -> None:

@@ -174,7 +174,20 @@ def _served_facts(config: Any, argv: list[str]) -> dict[str, Any]:
         for method, name in methods.items()
     }
     return {"routes": routes, "metrics": metrics, "env": sorted(vllm.envs.environment_variables),
-            "act_dtypes": dtypes, "version": vllm.__version__}
+            "act_dtypes": dtypes, "version": vllm.__version__, "harmony_strings": _harmony_strings()}
+
+
+def _harmony_strings() -> list[str]:
+    """Printable strings of openai-harmony's compiled extension (which loads gpt-oss's tokenizer encoding):
+    the environment variable it reads and the digests it checks are in there, not in Python."""
+    import re
+
+    import openai_harmony
+
+    found: set[str] = set()
+    for binary in Path(openai_harmony.__file__).parent.glob("*.so"):
+        found.update(m.decode() for m in re.findall(rb"[A-Z_]{8,}|[0-9a-f]{64}", binary.read_bytes()))
+    return sorted(found)
 
 
 def main() -> None:
