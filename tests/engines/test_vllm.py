@@ -399,3 +399,21 @@ def test_planner_dtypes_are_vllms(judged: tuple[list[Line], dict[str, Any], floa
     assert set(QUANTIZATION_DTYPES["gptq"]) == set(dtypes["gptq"])
     assert set(QUANTIZATION_DTYPES["fp8"]) == set(dtypes["fp8"]) == set(dtypes["fp8_online"])
     assert set(QUANTIZATION_DTYPES["mxfp4"]) == set(dtypes["mxfp4"])
+
+
+def test_awq_70b_on_one_h100_and_405b_fp8_on_eight_are_accepted(
+        judged: tuple[list[Line], dict[str, Any], float]) -> None:
+    """The issue's two showcases: the AWQ checkpoint fits one H100 and the online-FP8 405B eight."""
+    lines, report, _ = judged
+    verdicts = {v["id"]: v for v in report["verdicts"]}
+    by_id = {line.id: line for line in lines}
+    awq = by_id["catalog/hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4"]
+    assert awq.gpu == "nvidia-h100-80gb" and "--quantization" not in awq.argv
+    assert verdicts[awq.id]["error"] is None
+    assert verdicts[awq.id]["resolved"]["tensor_parallel_size"] == 1
+    assert verdicts[awq.id]["resolved"]["quantization"] == "auto_awq"
+    fp8 = by_id["quantization/meta-llama/Llama-3.1-405B-Instruct/fp8/kv-auto"]
+    assert fp8.gpu == "nvidia-h100-80gb"
+    assert verdicts[fp8.id]["error"] is None
+    assert verdicts[fp8.id]["resolved"]["tensor_parallel_size"] == 8
+    assert verdicts[fp8.id]["resolved"]["quantization"] == "fp8_per_tensor"
