@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 export MODELYARD_CACHE ?= $(HOME)/.cache/modelyard
 
-.PHONY: install tools node-bin sandbox-bin sandbox sandbox-down lint crds verify-generated chart-lint test unit demo bench clean
+.PHONY: install tools node-bin sandbox-bin images sandbox sandbox-down lint crds verify-generated chart-lint test unit demo bench clean
 
 install: $(STAMP) ## the virtualenv with modelyard installed editable, plus its dev tools
 $(STAMP): pyproject.toml
@@ -33,6 +33,9 @@ node-bin: ## the real node (kubelet, kube-proxy, containerd, CNI plugins, CoreDN
 
 sandbox-bin: node-bin ## kube-apiserver, controller-manager, scheduler, etcd and kwok, built once into the cache
 	@hack/sandbox/build.sh > /dev/null
+
+images: install node-bin ## the real node's images (pause, CoreDNS, operator, gateway, test model server), built without a registry into the cache; only what changed is rebuilt
+	@hack/images/build.sh
 
 sandbox: install tools sandbox-bin ## start the local control plane (stop it with `make sandbox-down`)
 	@modelyard sandbox up
@@ -62,10 +65,10 @@ chart-lint: install tools ## helm lint against the values schema, hadolint on th
 unit: install ## the tests that need no cluster
 	@pytest -m "not sandbox"
 
-test: install tools sandbox-bin vllm verify-generated lint chart-lint ## everything CI runs
+test: install tools sandbox-bin images vllm verify-generated lint chart-lint ## everything CI runs
 	@pytest
 
-demo: install tools sandbox-bin ## a sandbox with simulated H100 nodes, the CRDs and every example
+demo: install tools sandbox-bin images ## a sandbox with simulated H100 nodes, the CRDs and every example
 	@hack/demo.sh
 
 bench: install tools sandbox-bin ## speed and memory figures: a table, and bench-results.json (about 25 min)

@@ -1,0 +1,36 @@
+"""Fixtures for the image tests: the built images (skipped when `make images` has not run) and a network
+namespace per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from modelyard.errors import UserError
+from modelyard.sandbox.images import BuiltImage, built_images
+
+from .runtime import Netns
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "images: runs the images `make images` built (runc, as root)")
+
+
+@pytest.fixture(scope="session")
+def images() -> dict[str, BuiltImage]:
+    try:
+        found = built_images()
+    except UserError as error:
+        pytest.skip(f"images not built ({error})")
+    if os.geteuid() != 0:
+        pytest.fail("running the images needs root (runc, network namespaces)")
+    return found
+
+
+@pytest.fixture
+def netns() -> Iterator[Netns]:
+    namespace = Netns()
+    yield namespace
+    namespace.close()
