@@ -286,6 +286,7 @@ def serving(
     (server_manifest,) = pod["containers"]
     pod = {**pod, "volumes": [_as_empty_dir(v) for v in pod["volumes"]]}
     server = Container.from_manifest(images[TEST_MODEL_SERVER], server_manifest, pod)
+    server.read_only_root = True  # vLLM's pods have a writable root; the test model server needs none
 
     policy = echo_policy()
     (route,) = policy.spec.routes
