@@ -273,6 +273,9 @@ main() { # main [ROLE...]: every image by default
   local roles=("$@") role
   ((${#roles[@]})) || roles=(pause base operator gateway test-model-server coredns)
   mkdir -p "$out" "$storage"
+  # One build at a time per cache (two would write the same archives and share buildah's storage).
+  exec 9>"$out/.lock"
+  flock --nonblock 9 || { log "waiting for another images build to finish"; flock 9; }
   ensure_packages
   host_trust
   trap cleanup_builder EXIT

@@ -66,7 +66,11 @@ def unpacked_rootfs(image: BuiltImage) -> Path:
         _run(["umoci", "unpack", "--image", f"{partial}/oci:image", f"{partial}/bundle"])
         shutil.rmtree(partial / "oci")
         (partial / COMPLETE).touch()
-        partial.rename(target)
+        try:
+            partial.rename(target)
+        except OSError:  # another session unpacked the same archive first
+            if not (target / COMPLETE).is_file():
+                raise
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return target / "bundle" / "rootfs"
