@@ -27,6 +27,8 @@ from modelyard.planning.capacity import QUANTIZATION_DTYPES
 from modelyard.planning.catalog import GPU_TYPES, MODELS, TIKTOKEN_ENCODINGS, ModelArch
 from modelyard.planning.spec import plan_deployment
 from modelyard.render.model_deployment import (
+    CACHE_MOUNT,
+    COMPILE_CACHE_MOUNT,
     HEALTH_PATH,
     IN_FLIGHT_METRIC,
     LIVE_PATH,
@@ -292,6 +294,9 @@ def judged(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Line], dict[s
     for line in lines:
         capability, name = GPU_DEVICES[line.gpu]
         cases.append({"id": line.id, "argv": line.argv, "env": line.env,
+                      # pod paths land in a directory of the judge's own (its model-inspection cache
+                      # under the compile cache root stays warm from run to run)
+                      "pod_paths": [CACHE_MOUNT, COMPILE_CACHE_MOUNT], "pod_root": str(VENV / "judge-pod"),
                       "files": {"config.json": config_json(MODELS[line.model], line.checkpoint)},
                       "gpu": {"capability": capability, "name": name,
                               "memory_bytes": GPU_TYPES[line.gpu].memory_mib << 20}})

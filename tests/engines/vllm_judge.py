@@ -109,9 +109,15 @@ def _judge(case: dict[str, Any], workdir: Path, records: _Records) -> dict[str, 
     argv = list(case["argv"])
     rendered_model = argv[argv.index("--model") + 1]
     argv[argv.index("--model") + 1] = str(model_dir)
+    # paths inside the pod (the weights claim, the compile cache) point into this case's directory instead
+    env = dict(case["env"])
+    for name, value in env.items():
+        for root in case.get("pod_paths", []):
+            if value == root or value.startswith(root + "/"):
+                env[name] = str(Path(case["pod_root"]) / value.lstrip("/"))
 
-    saved_env = {name: os.environ.get(name) for name in case["env"]}
-    os.environ.update(case["env"])
+    saved_env = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
     records.messages.clear()
     result: dict[str, Any] = {"id": case["id"], "model": rendered_model, "model_dir": str(model_dir)}
     stderr = io.StringIO()
