@@ -175,41 +175,41 @@ def quantized_checkpoint(base: ModelArch, hf_id: str, quantization: str, quant_m
 
 
 _BASE_MODELS: tuple[ModelArch, ...] = (
-        _llama3("meta-llama/Llama-3.1-8B-Instruct", size="8b", nim="nvcr.io/nim/meta/llama-3.1-8b-instruct",
-                aliases=("llama-3.1-8b-instruct",)),
-        _llama3("meta-llama/Llama-3.1-70B-Instruct", size="70b",
-                nim="nvcr.io/nim/meta/llama-3.1-70b-instruct", aliases=("llama-3.1-70b-instruct",)),
-        _llama3("meta-llama/Llama-3.1-405B-Instruct", size="405b",
-                nim="nvcr.io/nim/meta/llama-3.1-405b-instruct", aliases=("llama-3.1-405b-instruct",)),
-        _llama3("meta-llama/Llama-3.3-70B-Instruct", size="70b",
-                nim="nvcr.io/nim/meta/llama-3.3-70b-instruct", aliases=("llama-3.3-70b-instruct",)),
-        _llama3("deepseek-ai/DeepSeek-R1-Distill-Llama-70B", size="70b",
-                nim="nvcr.io/nim/deepseek-ai/deepseek-r1-distill-llama-70b",
-                aliases=("deepseek-r1-distill-llama-70b",)),
-        ModelArch(
-            hf_id="mistralai/Mistral-7B-Instruct-v0.3", parameters=7_248_023_552, layers=32,
-            attention_heads=32, kv_heads=8, head_dim=128, max_position_embeddings=32768, hidden_size=4096,
-            vocab_size=32768,
-            nim_image="nvcr.io/nim/mistralai/mistral-7b-instruct-v03", aliases=("mistral-7b-instruct-v0.3",),
-        ),
-        ModelArch(  # 8 experts of 3 x 4096 x 14336 per layer; all experts are resident in memory
-            hf_id="mistralai/Mixtral-8x7B-Instruct-v0.1", parameters=46_702_792_704, layers=32,
-            attention_heads=32, kv_heads=8, head_dim=128, max_position_embeddings=32768, hidden_size=4096,
-            vocab_size=32000, nim_image="nvcr.io/nim/mistralai/mixtral-8x7b-instruct-v01",
-            aliases=("mixtral-8x7b-instruct-v0.1", "mixtral-8x7b-instruct"),
-        ),
-        ModelArch(  # config: 32768 positions; 128K needs a YaRN rope_scaling override, not planned here
-            hf_id="Qwen/Qwen2.5-7B-Instruct", parameters=7_615_616_512, layers=28, attention_heads=28,
-            kv_heads=4, head_dim=128, max_position_embeddings=32768, hidden_size=3584, vocab_size=152064,
-            nim_image="nvcr.io/nim/qwen/qwen-2.5-7b-instruct", aliases=("qwen2.5-7b-instruct",),
-        ),
-        ModelArch(
-            hf_id="Qwen/Qwen2.5-72B-Instruct", parameters=72_706_203_648, layers=80, attention_heads=64,
-            kv_heads=8, head_dim=128, max_position_embeddings=32768, hidden_size=8192, vocab_size=152064,
-            nim_image="nvcr.io/nim/qwen/qwen-2.5-72b-instruct", aliases=("qwen2.5-72b-instruct",),
-        ),
-        _gpt_oss("20b"),
-        _gpt_oss("120b"),
+    _llama3("meta-llama/Llama-3.1-8B-Instruct", size="8b", nim="nvcr.io/nim/meta/llama-3.1-8b-instruct",
+            aliases=("llama-3.1-8b-instruct",)),
+    _llama3("meta-llama/Llama-3.1-70B-Instruct", size="70b",
+            nim="nvcr.io/nim/meta/llama-3.1-70b-instruct", aliases=("llama-3.1-70b-instruct",)),
+    _llama3("meta-llama/Llama-3.1-405B-Instruct", size="405b",
+            nim="nvcr.io/nim/meta/llama-3.1-405b-instruct", aliases=("llama-3.1-405b-instruct",)),
+    _llama3("meta-llama/Llama-3.3-70B-Instruct", size="70b",
+            nim="nvcr.io/nim/meta/llama-3.3-70b-instruct", aliases=("llama-3.3-70b-instruct",)),
+    _llama3("deepseek-ai/DeepSeek-R1-Distill-Llama-70B", size="70b",
+            nim="nvcr.io/nim/deepseek-ai/deepseek-r1-distill-llama-70b",
+            aliases=("deepseek-r1-distill-llama-70b",)),
+    ModelArch(
+        hf_id="mistralai/Mistral-7B-Instruct-v0.3", parameters=7_248_023_552, layers=32,
+        attention_heads=32, kv_heads=8, head_dim=128, max_position_embeddings=32768, hidden_size=4096,
+        vocab_size=32768,
+        nim_image="nvcr.io/nim/mistralai/mistral-7b-instruct-v03", aliases=("mistral-7b-instruct-v0.3",),
+    ),
+    ModelArch(  # 8 experts of 3 x 4096 x 14336 per layer; all experts are resident in memory
+        hf_id="mistralai/Mixtral-8x7B-Instruct-v0.1", parameters=46_702_792_704, layers=32,
+        attention_heads=32, kv_heads=8, head_dim=128, max_position_embeddings=32768, hidden_size=4096,
+        vocab_size=32000, nim_image="nvcr.io/nim/mistralai/mixtral-8x7b-instruct-v01",
+        aliases=("mixtral-8x7b-instruct-v0.1", "mixtral-8x7b-instruct"),
+    ),
+    ModelArch(  # config: 32768 positions; 128K needs a YaRN rope_scaling override, not planned here
+        hf_id="Qwen/Qwen2.5-7B-Instruct", parameters=7_615_616_512, layers=28, attention_heads=28,
+        kv_heads=4, head_dim=128, max_position_embeddings=32768, hidden_size=3584, vocab_size=152064,
+        nim_image="nvcr.io/nim/qwen/qwen-2.5-7b-instruct", aliases=("qwen2.5-7b-instruct",),
+    ),
+    ModelArch(
+        hf_id="Qwen/Qwen2.5-72B-Instruct", parameters=72_706_203_648, layers=80, attention_heads=64,
+        kv_heads=8, head_dim=128, max_position_embeddings=32768, hidden_size=8192, vocab_size=152064,
+        nim_image="nvcr.io/nim/qwen/qwen-2.5-72b-instruct", aliases=("qwen2.5-72b-instruct",),
+    ),
+    _gpt_oss("20b"),
+    _gpt_oss("120b"),
 )
 _BY_ID = {m.hf_id: m for m in _BASE_MODELS}
 
