@@ -222,9 +222,15 @@ def runtime_config(container: Container, rootfs: Path, netns: Netns, scratch: Pa
         env=[f"{k}={v}" for k, v in env.items()],
         terminal=False,
         noNewPrivileges=True,
+        # As containerd's CRI sets them: added capabilities go to the bounding, effective and permitted sets;
+        # the ambient set is cleared, so a non-root process keeps a capability across exec only through
+        # the file capabilities of its binary.
         capabilities={
-            kind: list(container.capabilities)
-            for kind in ("bounding", "effective", "permitted", "inheritable", "ambient")
+            "bounding": list(container.capabilities),
+            "effective": list(container.capabilities),
+            "permitted": list(container.capabilities),
+            "inheritable": [],
+            "ambient": [],
         },
     )
     if container.user is not None:

@@ -171,6 +171,8 @@ def _skip_name(message: bytes, offset: int) -> int:
 def test_coredns_answers_on_port_53_as_non_root(
     images: dict[str, BuiltImage], netns: Netns, tmp_path: Path
 ) -> None:
+    """Capabilities are set as containerd sets them (no ambient set), so binding :53 as user 65532 works only
+    through the binary's file capability: an image without it fails here with "bind: permission denied"."""
     coredns = images[COREDNS]
     user = image_config(coredns.archive).get("User", "")
     assert user and not user.startswith("0"), f"the CoreDNS image runs as {user!r}"
