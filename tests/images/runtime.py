@@ -122,6 +122,7 @@ class Container:
     read_only_root: bool = False
     tmpfs: Sequence[str] = ()  #: emptyDir mount paths
     files: Mapping[str, bytes] = field(default_factory=dict)  #: read-only files at these paths
+    binds: Mapping[str, Path] = field(default_factory=dict)  #: host files bound read-only at these paths
 
     @classmethod
     def from_manifest(
@@ -198,6 +199,24 @@ class Running:
     def wait(self, timeout_s: float = 60) -> int:
         return self.process.wait(timeout_s)
 
+    def pid(self) -> int:
+        """The host PID of the container's PID 1."""
+        state = subprocess.run(
+            _runc(self.state, "state", self.ident), capture_output=True, text=True, check=True
+        )
+        pid: int = json.loads(state.stdout)["pid"]
+        return pid
+
+    def exec(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` in the container (its namespaces, user and capabilities), as kubectl exec would."""
+        return subprocess.run(
+            _runc(self.state, "exec", self.ident, *argv),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
 
 def _runc(state: Path, *args: str) -> list[str]:
     return ["runc", "--root", str(state), *args]
@@ -247,6 +266,10 @@ def runtime_config(container: Container, rootfs: Path, netns: Netns, scratch: Pa
         source.chmod(0o644)
         options = ["rbind", "ro"]
         mounts.append({"destination": destination, "type": "bind", "source": str(source), "options": options})
+    for destination, host_path in sorted(container.binds.items()):
+        mounts.append(
+            {"destination": destination, "type": "bind", "source": str(host_path), "options": ["rbind", "ro"]}
+        )
     linux = spec.setdefault("linux", {})
     linux["namespaces"] = [
         {"type": "network", "path": str(netns.path)} if ns["type"] == "network" else ns

@@ -101,6 +101,48 @@ def test_pause_holds_the_pod_and_exits_0_on_sigterm(
     assert "shutting down" in container.output()
 
 
+ORPHAN_C = r"""
+#include <unistd.h>
+#include <stdio.h>
+/* Leaves a child behind: it outlives its parent, is re-parented to PID 1 (pause), and exits 1 s later. */
+int main(void) {
+    pid_t child = fork();
+    if (child == 0) { close(0); close(1); close(2); sleep(1); return 0; }  /* runc exec waits for stdio */
+    printf("%d\n", (int)child);
+    return 0;
+}
+"""
+
+
+def test_pause_reaps_the_orphans_it_inherits(
+    images: dict[str, BuiltImage], netns: Netns, tmp_path: Path
+) -> None:
+    orphan = tmp_path / "orphan"
+    (tmp_path / "orphan.c").write_text(ORPHAN_C)
+    subprocess.run(["gcc", "-static", "-o", str(orphan), str(tmp_path / "orphan.c")], check=True)
+    container = Container(images[PAUSE], read_only_root=True, binds={"/orphan": orphan})
+    with running(container, netns, tmp_path) as handle:
+        wait_until(lambda: "pause" in _processes_in(netns), "pause running", handle, timeout_s=10)
+        pause_pid = handle.pid()
+        result = handle.exec("/orphan")
+        assert result.returncode == 0, result.stderr
+        # The child, now the pause process's: alive (sleeping) at first, then gone, not a zombie.
+        assert _children(pause_pid), "the orphan was not re-parented to the pause process"
+        wait_until(lambda: not _children(pause_pid), "the orphan reaped", handle, timeout_s=10)
+        assert handle.alive()
+
+
+def _children(pid: int) -> list[str]:
+    """States (R, S, Z, ...) of the processes whose parent is ``pid``."""
+    states = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError):
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+            if int(fields["PPid"]) == pid:
+                states.append(fields["State"].split()[0])
+    return states
+
+
 def _processes_in(netns: Netns) -> str:
     """Command names of the processes in ``netns`` (the container's PID 1 among them)."""
     pids = subprocess.run(["ip", "netns", "pids", netns.name], capture_output=True, text=True, check=True)
