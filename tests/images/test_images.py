@@ -14,6 +14,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,16 @@ def sse_content(raw: bytes) -> str:
     assert events and events[-1] == b"[DONE]", raw[-500:]
     chunks = [json.loads(event) for event in events[:-1]]
     return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+
+
+def test_each_archive_names_its_reference(images: dict[str, BuiltImage]) -> None:
+    """`ctr images import` names an image after its archive's RepoTags: the reference the cluster asks for."""
+    for image in images.values():
+        with tarfile.open(image.archive) as tar:
+            handle = tar.extractfile("manifest.json")
+            assert handle is not None
+            (manifest,) = json.load(handle)
+        assert manifest["RepoTags"] == [image.reference], image
 
 
 # --- pause -------------------------------------------------------------------------------------------
