@@ -4,6 +4,11 @@ Sandbox parts: one real control plane per test session (``sandbox``), an API cli
 a fresh namespace per test (``namespace``) and, when a test that used the sandbox fails, a copy of the
 control plane's logs under the test's tmp dir. ``--real-cluster`` uses the cluster named by KUBECONFIG
 instead and starts nothing.
+
+The ``sandbox`` has simulated nodes only (kwok): controller tests stay fast. Tests that need pods to really
+run use ``real_sandbox`` (a second control plane with 2 kwok GPU nodes and the real node: kubelet,
+containerd, kube-proxy, kube-router, CoreDNS), with ``real_k8s`` and ``real_namespace``; they live under
+tests/realnode/ and are marked ``realnode``.
 """
 
 from __future__ import annotations
@@ -87,6 +92,55 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class RealSandbox(Cluster):
+    """The sandbox with the real node, and the Sandbox object (tests of its lifecycle restart it)."""
+
+    env: Sandbox | None = None  #: None on a real cluster
+
+
+REAL_NODE_GPU_NODES = 2
+
+
+@pytest.fixture(scope="session")
+def real_sandbox(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RealSandbox]:
+    """A control plane with 2 kwok GPU nodes and the machine's real node, for the whole run."""
+    if request.config.getoption("--real-cluster"):
+        kubeconfig = Path(os.environ.get("KUBECONFIG", Path.home() / ".kube" / "config"))
+        api = config.new_client_from_config(config_file=str(kubeconfig))
+        yield RealSandbox(kubeconfig, api.configuration.host, None)
+        return
+    base = tmp_path_factory.mktemp("real-sandbox")
+    (base / "owner.pid").write_text(str(os.getpid()))
+    env = Sandbox(base / "cluster", ports=Ports.free())
+    try:
+        start_real_sandbox(env)
+        yield RealSandbox(env.kubeconfig, env.api_url, env.directory / "logs", env)
+    finally:
+        env.down()
+
+
+def start_real_sandbox(env: Sandbox) -> None:
+    """``env.up`` as the real_sandbox fixture starts it (also how lifecycle tests restart it)."""
+    env.up(gpu_nodes=REAL_NODE_GPU_NODES, gpus_per_node=8, cpu_nodes=0, volumes=10, real_node=True)
+
+
+@pytest.fixture(scope="session")
+def real_k8s(real_sandbox: RealSandbox) -> client.ApiClient:
+    """A ``kubernetes`` API client with the admin credentials of the real-node sandbox."""
+    return config.new_client_from_config(config_file=str(real_sandbox.kubeconfig))
+
+
+@pytest.fixture
+def real_namespace(
+    request: pytest.FixtureRequest, real_k8s: client.ApiClient, tmp_path: Path
+) -> Iterator[str]:
+    """A fresh namespace in the real-node sandbox, deleted after the test."""
+    yield from _fresh_namespace(request, real_k8s)
+
+
 @pytest.fixture(scope="session")
 def k8s(sandbox: Cluster) -> client.ApiClient:
     """A ``kubernetes`` API client with the admin credentials."""
@@ -96,6 +150,10 @@ def k8s(sandbox: Cluster) -> client.ApiClient:
 @pytest.fixture
 def namespace(request: pytest.FixtureRequest, k8s: client.ApiClient, tmp_path: Path) -> Iterator[str]:
     """A fresh namespace (with its ``default`` ServiceAccount), deleted after the test."""
+    yield from _fresh_namespace(request, k8s)
+
+
+def _fresh_namespace(request: pytest.FixtureRequest, k8s: client.ApiClient) -> Iterator[str]:
     stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
     name = f"t-{stem}-{secrets.token_hex(3)}"
     core = client.CoreV1Api(k8s)
@@ -140,7 +198,8 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """When a test that used the sandbox fails, keep the control-plane logs and say where."""
     report = yield
-    cluster = getattr(item, "funcargs", {}).get("sandbox")
+    funcargs = getattr(item, "funcargs", {})
+    cluster = funcargs.get("sandbox") or funcargs.get("real_sandbox")
     if report.failed and report.when == "call" and isinstance(cluster, Cluster) and cluster.logs:
         tmp = getattr(item, "funcargs", {}).get("tmp_path") or Path(tempfile.mkdtemp(prefix="modelyard-"))
         dest = Path(tmp) / "control-plane-logs"

@@ -6,6 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
+from modelyard.sandbox.nodeconfig import NODE_IP
 from modelyard.sandbox.sandbox import Ports, Sandbox
 
 DEFAULT_DIR = Path(".sandbox")
@@ -13,13 +14,32 @@ DEFAULT_DIR = Path(".sandbox")
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``sandbox`` command and its ``up``, ``down`` and ``status`` subcommands."""
-    sandbox = subparsers.add_parser("sandbox", help="local control plane with simulated GPU nodes")
+    sandbox = subparsers.add_parser(
+        "sandbox", help="local control plane with simulated GPU nodes and one real node"
+    )
     commands = sandbox.add_subparsers(dest="sandbox_command", required=True, metavar="{up,down,status}")
-    up = commands.add_parser("up", help="start etcd, kube-apiserver, controller-manager, scheduler and kwok")
+    up = commands.add_parser(
+        "up",
+        help="start etcd, kube-apiserver, controller-manager, scheduler, kwok and the real node "
+        "(containerd, kubelet, kube-proxy, kube-router, CoreDNS)",
+    )
     up.add_argument("--gpu-nodes", type=int, default=2, metavar="N", help="GPU nodes to create (default 2)")
     up.add_argument("--gpu-type", default="nvidia-h100-80gb", help="GPU type from the catalog")
     up.add_argument("--gpus-per-node", type=int, default=8, metavar="N", help="GPUs per node (default 8)")
-    up.add_argument("--cpu-nodes", type=int, default=1, metavar="M", help="CPU-only nodes (default 1)")
+    up.add_argument(
+        "--cpu-nodes",
+        type=int,
+        default=None,
+        metavar="M",
+        help="simulated CPU-only nodes (default 0 with the real node, which runs non-GPU pods; else 1)",
+    )
+    up.add_argument(
+        "--no-real-node",
+        dest="real_node",
+        action="store_false",
+        help="simulated nodes only: no kubelet, containerd or pod networking (needs no root; several such "
+        "sandboxes can run next to one with a real node)",
+    )
     up.add_argument(
         "--volumes",
         type=int,
@@ -28,7 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="PersistentVolumes for claims to bind (default 50)",
     )
     up.add_argument(
-        "--api-port", type=int, default=Ports().apiserver, help="kube-apiserver port on 127.0.0.1"
+        "--api-port",
+        type=int,
+        default=Ports().apiserver,
+        help=f"kube-apiserver port (on {NODE_IP} with the real node, else on 127.0.0.1)",
     )
     up.add_argument(
         "--etcd-port",
@@ -54,26 +77,31 @@ def _up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     ports = Ports(apiserver=args.api_port, etcd_client=args.etcd_port, etcd_peer=args.etcd_port + 1)
     sandbox = Sandbox(args.dir, ports=ports)
+    cpu_nodes = args.cpu_nodes if args.cpu_nodes is not None else (0 if args.real_node else 1)
     sandbox.up(
         gpu_nodes=args.gpu_nodes,
         gpu_type=args.gpu_type,
         gpus_per_node=args.gpus_per_node,
-        cpu_nodes=args.cpu_nodes,
+        cpu_nodes=cpu_nodes,
         volumes=args.volumes,
+        real_node=args.real_node,
     )
     status = sandbox.status()
+    real = ", 1 real node" if args.real_node else ""
     print(
         f"sandbox up in {time.monotonic() - started:.1f}s: {status.nodes_ready} nodes Ready "
-        f"({args.gpu_nodes} x {args.gpus_per_node} {args.gpu_type}, {args.cpu_nodes} CPU), "
-        f"control plane RSS {status.rss_mib:.0f} MiB"
+        f"({args.gpu_nodes} x {args.gpus_per_node} {args.gpu_type}, {cpu_nodes} CPU{real}), "
+        f"RSS {status.rss_mib:.0f} MiB"
     )
     print(f"API {sandbox.api_url}\nexport KUBECONFIG={sandbox.kubeconfig}")
     return 0
 
 
 def _down(args: argparse.Namespace) -> int:
-    Sandbox(args.dir).down()
-    print(f"sandbox in {args.dir} stopped and removed")
+    started = time.monotonic()
+    leftovers = Sandbox(args.dir).down()
+    cleaned = f"; real node cleaned up: {leftovers.summary()}" if leftovers else ""
+    print(f"sandbox in {args.dir} stopped and removed in {time.monotonic() - started:.1f}s{cleaned}")
     return 0
 
 

@@ -86,6 +86,8 @@ class Layout:
     api_port: int
     etcd_port: int
     etcd_peer_port: int
+    api_host: str = "127.0.0.1"  #: the real node's address when the sandbox runs one
+    real_node: bool = False
 
     @property
     def pki(self) -> Pki:
@@ -134,13 +136,25 @@ def etcd(layout: Layout) -> list[str]:
 
 def kube_apiserver(layout: Layout) -> list[str]:
     pki = layout.pki
+    if layout.real_node:
+        # pods on the real node reach the API server through the `kubernetes` Service: its endpoint is the
+        # node address the server listens on; the server reaches kubelets (logs, exec) with its own cert
+        node = [
+            f"--kubelet-client-certificate={pki.client('apiserver-kubelet-client').cert}",
+            f"--kubelet-client-key={pki.client('apiserver-kubelet-client').key}",
+            f"--kubelet-certificate-authority={pki.ca.cert}",
+            "--kubelet-preferred-address-types=InternalIP",
+            "--enable-admission-plugins=NodeRestriction",
+        ]
+    else:
+        # Endpoints may not hold loopback addresses; nothing in the sandbox dials the in-cluster Service.
+        node = ["--endpoint-reconciler-type=none"]
     return [
         str(layout.binary("kube-apiserver")),
         f"--etcd-servers=http://127.0.0.1:{layout.etcd_port}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
-        # Endpoints may not hold loopback addresses; nothing in the sandbox dials the in-cluster Service.
-        "--endpoint-reconciler-type=none",
+        f"--bind-address={layout.api_host}",
+        f"--advertise-address={layout.api_host}",
+        *node,
         f"--secure-port={layout.api_port}",
         f"--tls-cert-file={pki.apiserver.cert}",
         f"--tls-private-key-file={pki.apiserver.key}",

@@ -16,7 +16,6 @@ from modelyard.errors import UserError
 from modelyard.planning.catalog import GPU_TYPES, GpuType
 
 KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
-SELECTOR = "type=kwok"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT = {"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"}
 PARALLELISM = 8
@@ -99,8 +98,8 @@ def create_nodes(client: httpx.Client, manifests: list[dict[str, Any]]) -> None:
 
 
 def count_ready(client: httpx.Client) -> tuple[int, int]:
-    """(total, ready) among the sandbox's nodes."""
-    items = client.get("/api/v1/nodes", params={"labelSelector": SELECTOR}).raise_for_status().json()["items"]
+    """(total, ready) among the sandbox's nodes (kwok's and the real node)."""
+    items = client.get("/api/v1/nodes").raise_for_status().json()["items"]
     ready = sum(
         any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
         for n in items

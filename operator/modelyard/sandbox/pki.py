@@ -31,6 +31,15 @@ CLIENTS: dict[str, tuple[str, str | None]] = {
     "kube-scheduler": ("system:kube-scheduler", None),
     "kwok": ("system:kwok-controller", "system:masters"),
 }
+#: the real node's identities (created only when the sandbox runs one): the kubelet authenticates as its
+#: node (the Node authorizer and NodeRestriction scope it), kube-proxy as the user the built-in
+#: system:node-proxier binding names, kube-router as a user bound to its own ClusterRole (realnode.py), and
+#: the API server to kubelets as a member of system:masters (logs, exec, port-forward).
+NODE_CLIENTS: dict[str, tuple[str, str | None]] = {
+    "kube-proxy": ("system:kube-proxy", None),
+    "kube-router": ("system:kube-router", None),
+    "apiserver-kubelet-client": ("kube-apiserver-kubelet-client", "system:masters"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +73,13 @@ class Pki:
         """The client certificate of one of :data:`CLIENTS`."""
         return KeyPair(self.directory / f"{name}.crt", self.directory / f"{name}.key")
 
-    def create(self, service_ip: str) -> None:
-        """Generate the CA, the API server's serving certificate, the token key and every client cert."""
+    def kubelet_serving(self) -> KeyPair:
+        """The real node's kubelet serving certificate (see :meth:`create_node`)."""
+        return KeyPair(self.directory / "kubelet-serving.crt", self.directory / "kubelet-serving.key")
+
+    def create(self, service_ip: str, extra_ips: tuple[str, ...] = ()) -> None:
+        """Generate the CA, the API server's serving certificate (valid for loopback, ``service_ip`` and
+        ``extra_ips``), the token key and every client cert."""
         self.directory.mkdir(parents=True, exist_ok=True)
         ca_key = _new_key()
         ca_cert = _sign(
@@ -77,7 +91,7 @@ class Pki:
         )
         _write(self.ca, ca_cert, ca_key)
         sans: list[x509.GeneralName] = [x509.DNSName(n) for n in API_SERVER_NAMES]
-        sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", service_ip)]
+        sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", service_ip, *extra_ips)]
         key = _new_key()
         builder = _builder(_name("kube-apiserver"), key, ca_cert)
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
@@ -85,11 +99,7 @@ class Pki:
         builder = builder.add_extension(server_auth, critical=False)
         _write(self.apiserver, _sign(builder, ca_key, ca_cert), key)
         for stem, (user, group) in CLIENTS.items():
-            key = _new_key()
-            builder = _builder(_name(user, group), key, ca_cert).add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-            )
-            _write(self.client(stem), _sign(builder, ca_key, ca_cert), key)
+            self._issue_client(stem, user, group, ca_cert, ca_key)
         sa_key = _new_key()
         self.service_accounts.cert.write_bytes(
             sa_key.public_key().public_bytes(
@@ -97,6 +107,39 @@ class Pki:
             )
         )
         _write_key(self.service_accounts.key, sa_key)
+
+    def create_node(self, node_name: str, node_ip: str) -> None:
+        """Certificates of the real node, signed by the CA :meth:`create` made: the kubelet's client
+        certificate (``system:node:<node_name>`` in ``system:nodes``, stem ``kubelet``), its serving
+        certificate for ``node_ip``, and one per :data:`NODE_CLIENTS`."""
+        ca_cert = x509.load_pem_x509_certificate(self.ca.cert.read_bytes())
+        ca_key = serialization.load_pem_private_key(self.ca.key.read_bytes(), password=None)
+        assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+        self._issue_client("kubelet", f"system:node:{node_name}", "system:nodes", ca_cert, ca_key)
+        for stem, (user, group) in NODE_CLIENTS.items():
+            self._issue_client(stem, user, group, ca_cert, ca_key)
+        key = _new_key()
+        builder = _builder(_name(f"system:node:{node_name}", "system:nodes"), key, ca_cert)
+        sans = [x509.DNSName(node_name), x509.IPAddress(ipaddress.ip_address(node_ip))]
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        _write(self.kubelet_serving(), _sign(builder, ca_key, ca_cert), key)
+
+    def _issue_client(
+        self,
+        stem: str,
+        user: str,
+        group: str | None,
+        ca_cert: x509.Certificate,
+        ca_key: ec.EllipticCurvePrivateKey,
+    ) -> None:
+        key = _new_key()
+        builder = _builder(_name(user, group), key, ca_cert).add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+        _write(self.client(stem), _sign(builder, ca_key, ca_cert), key)
 
 
 def _new_key() -> ec.EllipticCurvePrivateKey:

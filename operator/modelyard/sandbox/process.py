@@ -18,8 +18,11 @@ EXEC_TIMEOUT_S = 2.0
 POLL_S = 0.1
 
 
-def start(name: str, argv: list[str], directory: Path) -> subprocess.Popen[bytes]:
-    """Start ``argv`` in its own session, logging to ``logs/<name>.log`` and recording ``pids/<name>.pid``."""
+def start(
+    name: str, argv: list[str], directory: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in its own session, logging to ``logs/<name>.log`` and recording ``pids/<name>.pid``;
+    ``env`` replaces the environment when given."""
     (directory / "logs").mkdir(parents=True, exist_ok=True)
     (directory / "pids").mkdir(parents=True, exist_ok=True)
     with (directory / "logs" / f"{name}.log").open("ab") as log:
@@ -29,6 +32,7 @@ def start(name: str, argv: list[str], directory: Path) -> subprocess.Popen[bytes
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=directory,
+            env=env,
             start_new_session=True,
         )
     (directory / "pids" / f"{name}.pid").write_text(f"{child.pid}\n")

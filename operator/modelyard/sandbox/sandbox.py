@@ -15,17 +15,19 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import httpx
 
 from modelyard.errors import UserError
 from modelyard.render.model_deployment import PERMANENT_FAILURE
-from modelyard.sandbox import nodes, process, storage
+from modelyard.sandbox import hostnet, nodes, process, storage
 from modelyard.sandbox.binaries import find_bin_dir, find_stages
 from modelyard.sandbox.components import AUDIT_POLICY, COMMANDS, FAILING_DOWNLOAD_STAGE, SERVICE_IP, Layout
 from modelyard.sandbox.kube import api_client, is_ready, wait_until, write_kubeconfig
+from modelyard.sandbox.nodeconfig import NODE_IP
 from modelyard.sandbox.pki import CLIENTS, Pki
+from modelyard.sandbox.realnode import NODE_PROCESSES, RealNode, find_node_bin_dir
 
 STATE_FILE = "sandbox.json"
 ETCD_TIMEOUT_S = 30.0
@@ -38,6 +40,7 @@ class _State(TypedDict):
     ports: dict[str, int]
     bin_dir: str
     api_url: str
+    node_bin_dir: NotRequired[str]  #: set when the sandbox runs a real node
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +110,19 @@ class Sandbox:
     """One control plane whose files (certificates, etcd data, logs, pids) live under ``directory``."""
 
     def __init__(
-        self, directory: Path = Path(".sandbox"), ports: Ports | None = None, bin_dir: Path | None = None
+        self,
+        directory: Path = Path(".sandbox"),
+        ports: Ports | None = None,
+        bin_dir: Path | None = None,
+        node_bin_dir: Path | None = None,
     ) -> None:
         self.directory = directory.absolute()
         state = self._load_state()
         self.ports = ports or (Ports(**state["ports"]) if state else Ports())
         self._bin_dir = bin_dir or (Path(state["bin_dir"]) if state else None)
+        recorded = state.get("node_bin_dir") if state else None
+        self._node_bin_dir = node_bin_dir or (Path(recorded) if recorded else None)
+        self._real_node = recorded is not None
 
     @property
     def kubeconfig(self) -> Path:
@@ -120,8 +130,20 @@ class Sandbox:
         return self.directory / "kubeconfig"
 
     @property
+    def api_host(self) -> str:
+        """Where the API server listens: loopback, or the real node's address (so pods reach it)."""
+        return NODE_IP if self._real_node else "127.0.0.1"
+
+    @property
     def api_url(self) -> str:
-        return f"https://127.0.0.1:{self.ports.apiserver}"
+        return f"https://{self.api_host}:{self.ports.apiserver}"
+
+    @property
+    def real_node(self) -> RealNode | None:
+        """The sandbox's real node, if it runs one."""
+        if not self._real_node or self._node_bin_dir is None:
+            return None
+        return RealNode(self.directory, self._node_bin_dir)
 
     def up(
         self,
@@ -130,9 +152,12 @@ class Sandbox:
         gpus_per_node: int = 8,
         cpu_nodes: int = 1,
         volumes: int = 50,
+        *,
+        real_node: bool = False,
     ) -> None:
         """Start the control plane, create the nodes and a pool of ``volumes`` PersistentVolumes; return
-        once every node is Ready."""
+        once every node is Ready. With ``real_node``, a real kubelet node (realnode.py) joins the kwok nodes
+        and the API server listens on its address instead of loopback."""
         gpu = nodes.gpu_type(gpu_type)
         running = self.running_pid()
         if running is not None:
@@ -140,14 +165,26 @@ class Sandbox:
                 f"sandbox already running in {self.directory} (pid {running}); "
                 "run `modelyard sandbox down` first"
             )
-        layout = self._prepare(find_bin_dir(self._bin_dir))
+        bin_dir = find_bin_dir(self._bin_dir)
+        node: RealNode | None = None
+        if real_node:
+            node = RealNode(self.directory, find_node_bin_dir(self._node_bin_dir))
+            self._node_bin_dir, self._real_node = node.bin_dir, True
+            node.claim()  # before _prepare: a killed node's mounts go before its directory does
+        else:
+            self._real_node = False
         try:
+            layout = self._prepare(bin_dir)
+            if node is not None:
+                node.prepare(layout.pki, self.api_url, layout.kubeconfig)
             self._start_control_plane(layout)
             with self._client() as client:
                 manifests = nodes.sandbox_nodes(gpu_nodes, gpu, gpus_per_node, cpu_nodes)
                 nodes.create_nodes(client, list(manifests))
                 storage.create_volumes(client, volumes)
-                total = gpu_nodes + cpu_nodes
+                if node is not None:
+                    node.start(client, layout.kubeconfig, partial(self._alive, layout))
+                total = gpu_nodes + cpu_nodes + (node is not None)
                 self._wait(
                     layout,
                     lambda: nodes.count_ready(client)[1] >= total,
@@ -161,11 +198,13 @@ class Sandbox:
             self._stop_processes()
             raise
 
-    def down(self) -> None:
-        """Stop every process this sandbox started and remove its directory."""
-        self._stop_processes()
+    def down(self) -> hostnet.Leftovers | None:
+        """Stop every process this sandbox started (the real node's containers included, and whatever the
+        node changed on the machine) and remove its directory. Returns what the real node left to clean."""
+        leftovers = self._stop_processes()
         if self._is_sandbox_dir():
-            shutil.rmtree(self.directory)
+            _remove_directory(self.directory)
+        return leftovers
 
     def status(self) -> SandboxStatus:
         """Each component's pid and liveness, and the node counts if the API server answers."""
@@ -184,23 +223,31 @@ class Sandbox:
         """The pid of the first component still running from this directory, if any."""
         return next((c.pid for c in self._components() if c.running), None)
 
-    def _components(self) -> list[ComponentStatus]:
+    def _processes(self) -> dict[str, Path]:
+        """Each host process of the sandbox and its binary, in start order."""
         bin_dir = self._bin_dir or Path()
+        binaries = {name: bin_dir / name for name in COMMANDS}
+        node = self.real_node
+        if node is not None:
+            binaries |= {name: node.binary(name) for name in NODE_PROCESSES}
+        return binaries
+
+    def _components(self) -> list[ComponentStatus]:
         components = []
-        for name in COMMANDS:
+        for name, binary in self._processes().items():
             pid = process.read_pid(self.directory, name)
-            alive = pid is not None and process.is_running(pid, bin_dir / name)
+            alive = pid is not None and process.is_running(pid, binary)
             components.append(ComponentStatus(name, pid, alive, process.rss_kib(pid) if pid and alive else 0))
         return components
 
     def _prepare(self, bin_dir: Path) -> Layout:
         """Check ports, clear a stale directory, write certificates, kubeconfigs and the state file."""
         for port, owner in self.ports.needed_by().items():
-            _check_port_free(port, owner)
+            _check_port_free(port, owner, self.api_host if owner == "kube-apiserver" else "127.0.0.1")
         if self.directory.exists() and any(self.directory.iterdir()):
             if not self._is_sandbox_dir():
                 raise UserError(f"{self.directory} exists and is not a sandbox; choose another --dir")
-            shutil.rmtree(self.directory)
+            _remove_directory(self.directory)
         layout = Layout(
             self.directory,
             bin_dir,
@@ -208,12 +255,16 @@ class Sandbox:
             self.ports.apiserver,
             self.ports.etcd_client,
             self.ports.etcd_peer,
+            api_host=self.api_host,
+            real_node=self._real_node,
         )
         self._bin_dir = bin_dir
         self.directory.mkdir(parents=True, exist_ok=True)
         state = _State(ports=asdict(self.ports), bin_dir=str(bin_dir), api_url=self.api_url)
+        if self._real_node and self._node_bin_dir is not None:
+            state["node_bin_dir"] = str(self._node_bin_dir)
         (self.directory / STATE_FILE).write_text(json.dumps(state, indent=2))
-        layout.pki.create(SERVICE_IP)
+        layout.pki.create(SERVICE_IP, extra_ips=(NODE_IP,) if self._real_node else ())
         layout.audit_policy.write_text(AUDIT_POLICY)
         layout.extra_stages.write_text(FAILING_DOWNLOAD_STAGE.replace("{exit_code}", str(PERMANENT_FAILURE)))
         layout.kubeconfig("kwok").parent.mkdir()
@@ -238,9 +289,10 @@ class Sandbox:
 
     def _alive(self, layout: Layout) -> bool:
         """True while every started component runs; a UserError naming the first that exited otherwise."""
-        for name in COMMANDS:
+        del layout  # the binaries come from _processes (the real node's from its own directory)
+        for name, binary in self._processes().items():
             pid = process.read_pid(self.directory, name)
-            if pid is not None and not process.is_running(pid, layout.binary(name)):
+            if pid is not None and not process.is_running(pid, binary):
                 log = self.directory / "logs" / f"{name}.log"
                 raise UserError(f"{name} exited during start-up: {_last_line(log)} (log: {log})")
         return True
@@ -249,12 +301,17 @@ class Sandbox:
         pki = Pki(self.directory / "pki")
         return api_client(self.api_url, pki.ca.cert, pki.client("admin"))
 
-    def _stop_processes(self) -> None:
+    def _stop_processes(self) -> hostnet.Leftovers | None:
+        """Stop the real node first (its cleanup needs nothing from the control plane), then the control
+        plane in reverse start order."""
+        node = self.real_node
+        leftovers = node.stop() if node is not None else None
         bin_dir = self._bin_dir or Path()
         for name in reversed(COMMANDS):
             pid = process.read_pid(self.directory, name)
             if pid is not None:
                 process.stop(pid, bin_dir / name)
+        return leftovers
 
     def _is_sandbox_dir(self) -> bool:
         return (self.directory / STATE_FILE).is_file() or (self.directory / "pids").is_dir()
@@ -267,13 +324,21 @@ class Sandbox:
         return state
 
 
-def _check_port_free(port: int, owner: str) -> None:
+def _check_port_free(port: int, owner: str, host: str = "127.0.0.1") -> None:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind((host, port))
         except OSError:
-            raise UserError(f"port {port} on 127.0.0.1 is in use (needed by {owner})") from None
+            raise UserError(f"port {port} on {host} is in use (needed by {owner})") from None
+
+
+def _remove_directory(directory: Path) -> None:
+    """rmtree that refuses to descend into mounts (a pod's hostPath volume would lose its files)."""
+    mounted = hostnet.mounts_under([str(directory)])
+    if mounted:
+        raise UserError(f"{directory} still has {len(mounted)} mounts (first: {mounted[0]}); not removing it")
+    shutil.rmtree(directory)
 
 
 def _etcd_healthy(port: int) -> Callable[[], bool]:
