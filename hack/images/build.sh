@@ -141,7 +141,7 @@ build_coredns() {
   ref="registry.k8s.io/coredns/coredns:$version"
   log "coredns: the node binaries (hack/sandbox/build-node.sh; built once, cached)"
   bin="$("$root/hack/sandbox/build-node.sh" | tail -n 1)/coredns"
-  hash="$(hash_inputs "$bin" hack/images/archive.py "$ref" "coredns-v1")"
+  hash="$(hash_inputs "$(sha256sum <"$bin")" hack/images/archive.py "$ref" "coredns-v1")"
   done_or_build coredns "$ref" "$hash" && return
   # As upstream's image: user nonroot (65532) with cap_net_bind_service=+ep on the binary, so it binds :53
   # when the Deployment adds NET_BIND_SERVICE (and drops ALL else). Without that capability in the bounding
