@@ -272,6 +272,10 @@ EOF
 main() { # main [ROLE...]: every image by default
   local roles=("$@") role
   ((${#roles[@]})) || roles=(pause base operator gateway test-model-server coredns)
+  if ((EUID != 0)); then
+    echo "make images needs root (apt-get, mmdebstrap's chroot, buildah's storage)" >&2
+    exit 2
+  fi
   mkdir -p "$out" "$storage"
   # One build at a time per cache (two would write the same archives and share buildah's storage).
   exec 9>"$out/.lock"
