@@ -4,6 +4,8 @@ GPU pods still go to the kwok GPU nodes."""
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -67,6 +69,25 @@ def test_a_service_ip_reaches_its_pod_from_another_pod(
 
     on_real_node(finished)
     assert finished.log.strip() == "ok backend"
+
+
+def test_the_host_reaches_a_service_ip(
+    real_k8s: client.ApiClient, real_namespace: str, wait_for: Callable[..., Any]
+) -> None:
+    """Tests and tools on this machine dial ClusterIPs directly (the route over the node's bridge, then
+    kube-proxy's rules, which follow the pod's readiness within moments)."""
+    cluster_ip = http_server(real_k8s, real_namespace, "from-host")
+
+    def get() -> str:
+        try:
+            with urllib.request.urlopen(f"http://{cluster_ip}:8080/", timeout=5) as response:
+                return str(response.read().decode())
+        except urllib.error.URLError:
+            return ""
+
+    body = wait_for(get, 10, f"http://{cluster_ip}:8080/ to answer")
+
+    assert body == "from-host"
 
 
 def test_a_pod_reaches_the_api_server_through_the_kubernetes_service(

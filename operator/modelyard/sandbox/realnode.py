@@ -67,6 +67,7 @@ CONTAINERD_TIMEOUT_S = 30.0
 IMPORT_TIMEOUT_S = 600.0
 NODE_READY_TIMEOUT_S = 90.0
 COREDNS_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 2.0
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -180,10 +181,11 @@ def _remove_run_dir() -> None:
 
 
 def _stop_processes(owner: Owner) -> None:
+    """SIGTERM the node's processes, SIGKILL after a moment: their state goes anyway (hostnet.clean)."""
     for name in reversed(NODE_PROCESSES):
         pid = process.read_pid(owner.directory, name)
         if pid is not None:
-            process.stop(pid, owner.bin_dir / name)
+            process.stop(pid, owner.bin_dir / name, timeout_s=STOP_TIMEOUT_S)
 
 
 def _remove_tree(path: Path) -> None:
