@@ -77,17 +77,19 @@ def _up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     ports = Ports(apiserver=args.api_port, etcd_client=args.etcd_port, etcd_peer=args.etcd_port + 1)
     sandbox = Sandbox(args.dir, ports=ports)
-    cpu_nodes = args.cpu_nodes if args.cpu_nodes is not None else (0 if args.real_node else 1)
     sandbox.up(
         gpu_nodes=args.gpu_nodes,
         gpu_type=args.gpu_type,
         gpus_per_node=args.gpus_per_node,
-        cpu_nodes=cpu_nodes,
+        cpu_nodes=args.cpu_nodes,
         volumes=args.volumes,
         real_node=args.real_node,
     )
+    if sandbox.recovered is not None:
+        print(f"cleaned up after a real node that was not stopped: {sandbox.recovered.summary()}")
     status = sandbox.status()
     real = ", 1 real node" if args.real_node else ""
+    cpu_nodes = (status.nodes_total or 0) - args.gpu_nodes - args.real_node
     print(
         f"sandbox up in {time.monotonic() - started:.1f}s: {status.nodes_ready} nodes Ready "
         f"({args.gpu_nodes} x {args.gpus_per_node} {args.gpu_type}, {cpu_nodes} CPU{real}), "

@@ -258,10 +258,9 @@ def kubelet_args(paths: NodePaths, kubeconfig: Path) -> list[str]:
     ]
 
 
-def kube_proxy_config(kubeconfig: Path, service_cidr: str) -> dict[str, Any]:
+def kube_proxy_config(kubeconfig: Path) -> dict[str, Any]:
     """kube-proxy in nftables mode (its own ``kube-proxy`` tables, removed with one command; IPVS is not in
     this kernel); leaves the machine's conntrack sysctls as they are; NodePorts on the node address only."""
-    del service_cidr  # kube-proxy reads Service IPs from the API
     return {
         "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
         "kind": "KubeProxyConfiguration",

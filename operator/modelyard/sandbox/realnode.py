@@ -246,7 +246,7 @@ class RealNode:
         (p.cni_conf_dir / "10-modelyard.conflist").write_text(json.dumps(cni_config(p), indent=2))
         serving = pki.kubelet_serving()
         _write_yaml(p.kubelet_config, kubelet_config(p, pki.ca.cert, serving.cert, serving.key))
-        _write_yaml(p.kube_proxy_config, kube_proxy_config(kubeconfig("kube-proxy"), SERVICE_CIDR))
+        _write_yaml(p.kube_proxy_config, kube_proxy_config(kubeconfig("kube-proxy")))
 
     def start(
         self, client: httpx.Client, kubeconfig: Callable[[str], Path], alive: Callable[[], bool]

@@ -123,6 +123,8 @@ class Sandbox:
         recorded = state.get("node_bin_dir") if state else None
         self._node_bin_dir = node_bin_dir or (Path(recorded) if recorded else None)
         self._real_node = recorded is not None
+        #: what ``up`` cleaned up after a real node that was killed (None if there was nothing)
+        self.recovered: hostnet.Leftovers | None = None
 
     @property
     def kubeconfig(self) -> Path:
@@ -150,15 +152,18 @@ class Sandbox:
         gpu_nodes: int = 2,
         gpu_type: str = "nvidia-h100-80gb",
         gpus_per_node: int = 8,
-        cpu_nodes: int = 1,
+        cpu_nodes: int | None = None,
         volumes: int = 50,
         *,
         real_node: bool = False,
     ) -> None:
         """Start the control plane, create the nodes and a pool of ``volumes`` PersistentVolumes; return
         once every node is Ready. With ``real_node``, a real kubelet node (realnode.py) joins the kwok nodes
-        and the API server listens on its address instead of loopback."""
+        and the API server listens on its address instead of loopback. ``cpu_nodes`` (simulated, without
+        GPUs) defaults to 1, or to 0 with the real node, where pods that need no GPU then run."""
         gpu = nodes.gpu_type(gpu_type)
+        if cpu_nodes is None:
+            cpu_nodes = 0 if real_node else 1
         running = self.running_pid()
         if running is not None:
             raise UserError(
@@ -170,7 +175,7 @@ class Sandbox:
         if real_node:
             node = RealNode(self.directory, find_node_bin_dir(self._node_bin_dir))
             self._node_bin_dir, self._real_node = node.bin_dir, True
-            node.claim()  # before _prepare: a killed node's mounts go before its directory does
+            self.recovered = node.claim()  # before _prepare: a killed node's mounts go before its directory
         else:
             self._real_node = False
         try:
