@@ -97,13 +97,23 @@ def _exe(pid: int) -> str:
         return ""
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+    except OSError:
+        return ""
+
+
 def _kill_everything(env: Sandbox) -> list[int]:
-    """SIGKILL every process of the sandbox, the node's shims and containers included (as a crash would)."""
+    """SIGKILL every process of the sandbox and the shims of its containerd (as a crash would; the
+    containers keep running, as they do when only their shim dies)."""
     pids = [int(p.read_text()) for p in (env.directory / "pids").glob("*.pid")]
     pids += [
         int(pid)
         for pid in os.listdir("/proc")
-        if pid.isdigit() and _exe(int(pid)).endswith("/containerd-shim-runc-v2")
+        if pid.isdigit()
+        and _exe(int(pid)).endswith("/containerd-shim-runc-v2")
+        and str(RUN_DIR) in _cmdline(int(pid))
     ]
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
