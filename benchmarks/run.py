@@ -1,10 +1,12 @@
 """``make bench``: every benchmark in one run, one table, one JSON file.
 
-    python benchmarks/run.py [--only offline,gateway,scale,sandbox] [--out bench-results.json]
+    python benchmarks/run.py [--only offline,gateway,scale,sandbox,realnode] [--out bench-results.json]
 
 Sections: Offline (plan and render throughput), Sandbox (control-plane start-up), Gateway compile (a
 200-route RoutePolicy, offline and in the operator, and a binding flip), Scale (N = 100 and 500
-ModelDeployments against the API server's own floor, idle writes, churn, the operator's memory).
+ModelDeployments against the API server's own floor, idle writes, churn, the operator's memory), Real node
+(sandbox up with the real node, image builds cold and warm, the chart's operator pod, the gateway's first
+answer and its added latency per request).
 ``BENCH_PROFILE=DIR`` samples the operator with py-spy into DIR (docs/performance.md).
 
 Prints numbers; asserts nothing. Targets are marked met or MISSED; the exit status is 0 either way.
@@ -26,6 +28,7 @@ import scale
 from benchlib import ROOT, Figures
 
 import gateway
+import realnode
 import sandbox
 
 BENCHMARKS: dict[str, Callable[[Figures], None]] = {
@@ -33,6 +36,7 @@ BENCHMARKS: dict[str, Callable[[Figures], None]] = {
     "sandbox": sandbox.run,
     "gateway": gateway.run,
     "scale": scale.run,
+    "realnode": realnode.run,
 }
 
 
