@@ -1,0 +1,199 @@
+"""The chart runs the operator for real: ``helm install charts/modelyard`` puts the operator image (built
+locally by ``make images`` under the chart's default reference) on the sandbox's real node, under the chart's
+security context; it becomes Ready, keeps passing its liveness probe, and reconciles every example.
+
+The only value set is ``watchNamespaces`` (the test's namespace): other tests of the same session run
+their own operator, and two operators must not reconcile the same objects."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from modelyard.sandbox.nodeconfig import NODE_NAME
+from tests.chart.conftest import CHART, helm, set_args
+from tests.conftest import RealSandbox
+
+from .serving import GROUP, ROOT, VERSION, container_rss_mib, install_crds, kubectl
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.realnode]
+
+RELEASE = "modelyard"
+READY_TIMEOUT_S = 180.0
+RECONCILE_TIMEOUT_S = 180.0
+#: The chart's liveness probe: initialDelaySeconds 10 + periodSeconds 20 x failureThreshold 3. A pod that
+#: has run this long with no restart has passed its probe at least three times in a row.
+LIVENESS_WINDOW_S = 10 + 20 * 3
+PLURALS = {
+    "ModelDeployment": "modeldeployments",
+    "ProviderBinding": "providerbindings",
+    "RoutePolicy": "routepolicies",
+}
+
+
+def _examples() -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = []
+    for path in sorted((ROOT / "examples").glob("*.yaml")):
+        docs.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
+    return docs
+
+
+@pytest.fixture
+def release(real_sandbox: RealSandbox, real_namespace: str) -> Iterator[float]:
+    """The chart installed into the test's namespace; yields seconds from ``helm install`` to a Ready pod."""
+    install_crds(real_sandbox.kubeconfig)  # helm installs the chart's crds/ only when they are missing
+    started = time.time()
+    values = {"watchNamespaces": [real_namespace]}
+    args = ["install", RELEASE, str(CHART), "--namespace", real_namespace, *set_args(values)]
+    helm(*args, kubeconfig=real_sandbox.kubeconfig)
+    try:
+        yield started
+    finally:
+        helm(
+            "uninstall",
+            RELEASE,
+            "--namespace",
+            real_namespace,
+            "--wait",
+            kubeconfig=real_sandbox.kubeconfig,
+            check=False,
+        )
+
+
+def _operator_pod(core: client.CoreV1Api, namespace: str) -> client.V1Pod | None:
+    selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/name=modelyard"
+    pods = core.list_namespaced_pod(namespace, label_selector=selector).items
+    return pods[0] if len(pods) == 1 else None
+
+
+def _ready(pod: client.V1Pod | None) -> bool:
+    return pod is not None and any(
+        c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []
+    )
+
+
+def test_the_chart_runs_the_operator_on_the_real_node_and_it_reconciles_every_example(
+    real_sandbox: RealSandbox,
+    real_k8s: client.ApiClient,
+    real_namespace: str,
+    release: float,
+    wait_for: Any,
+    record_property: Any,
+) -> None:
+    core = client.CoreV1Api(real_k8s)
+    pod = wait_for(
+        lambda: (p := _operator_pod(core, real_namespace)) is not None and _ready(p) and p,
+        READY_TIMEOUT_S,
+        "the operator pod to become Ready",
+    )
+    ready_at = next(c.last_transition_time for c in pod.status.conditions if c.type == "Ready")
+    record_property("operator_ready_after_helm_install_s", round(ready_at.timestamp() - release, 1))
+
+    # The process really runs as the chart says: non-root, no capability, read-only root filesystem.
+    probe = (
+        "import os, json\n"
+        "caps = dict(l.split(':\\t') for l in open('/proc/self/status').read().splitlines() if ':\\t' in l)\n"
+        "try:\n"
+        "    open('/opt/modelyard/written', 'w'); root = 'writable'\n"
+        "except OSError as error:\n"
+        "    root = error.strerror\n"
+        "open('/tmp/written', 'w').write('ok')\n"
+        "print(json.dumps({'uid': os.getuid(), 'gid': os.getgid(), 'CapEff': caps['CapEff'].strip(),"
+        " 'CapBnd': caps['CapBnd'].strip(), 'root': root, 'NoNewPrivs': caps['NoNewPrivs'].strip()}))\n"
+    )
+    inside = json.loads(
+        kubectl(
+            real_sandbox.kubeconfig,
+            "exec",
+            "-n",
+            real_namespace,
+            pod.metadata.name,
+            "--",
+            "python",
+            "-c",
+            probe,
+        )
+    )
+
+    # Every example, with the Secrets they reference (values that are no one's credentials).
+    for name, key in (("hf-token", "token"), ("ngc-api-key", "key")):
+        core.create_namespaced_secret(
+            real_namespace, {"metadata": {"name": name}, "stringData": {key: "not-a-real-token"}}
+        )
+    examples = _examples()
+    kubectl(real_sandbox.kubeconfig, "apply", "-n", real_namespace, "-f", str(ROOT / "examples"))
+    custom = client.CustomObjectsApi(real_k8s)
+
+    def get(doc: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = custom.get_namespaced_custom_object(
+            GROUP, VERSION, real_namespace, PLURALS[doc["kind"]], doc["metadata"]["name"]
+        )
+        return result
+
+    def reconciled(doc: dict[str, Any]) -> bool:
+        obj = get(doc)
+        status = obj.get("status") or {}
+        return status.get("observedGeneration") == obj["metadata"]["generation"] and bool(
+            status.get("conditions")
+        )
+
+    for doc in examples:
+        wait_for(lambda d=doc: reconciled(d), RECONCILE_TIMEOUT_S, f"{doc['kind']} {doc['metadata']['name']}")
+    models = [d for d in examples if d["kind"] == "ModelDeployment"]
+    for doc in models:  # the download Job follows the GPU placement to a kwok node, and kwok completes it
+        wait_for(
+            lambda d=doc: _condition(get(d), "ModelCached") == "True",
+            RECONCILE_TIMEOUT_S,
+            f"ModelCached of {doc['metadata']['name']}",
+        )
+    jobs = client.BatchV1Api(real_k8s).list_namespaced_job(real_namespace).items
+    job_pods = core.list_namespaced_pod(
+        real_namespace, label_selector="app.kubernetes.io/component=model-download"
+    )
+
+    # Long enough for the liveness probe to have passed three times in a row.
+    started = pod.status.start_time.timestamp()
+    time.sleep(max(0.0, started + LIVENESS_WINDOW_S - time.time()))
+    after = core.read_namespaced_pod(pod.metadata.name, real_namespace)
+    events = core.list_namespaced_event(
+        real_namespace, field_selector=f"involvedObject.name={pod.metadata.name}"
+    ).items
+    # Readiness may blip while the two CPUs are busy (the example RoutePolicy starts two LiteLLM pods);
+    # the liveness probe must never fail, nor the container restart.
+    unhealthy = [
+        e.message for e in events if e.reason in ("BackOff", "Killing") or "Liveness" in (e.message or "")
+    ]
+    not_ready = sum(e.count or 1 for e in events if "Readiness probe failed" in (e.message or ""))
+    record_property("operator_failed_readiness_probes", not_ready)
+    log = core.read_namespaced_pod_log(pod.metadata.name, real_namespace)
+    rss = container_rss_mib(after)
+    record_property("operator_rss_mib", round(rss))
+
+    assert pod.spec.node_name == NODE_NAME
+    assert inside["uid"] == 10001 and inside["gid"] == 10001
+    assert inside["CapEff"] == "0000000000000000" and inside["CapBnd"] == "0000000000000000"
+    assert inside["NoNewPrivs"] == "1"
+    assert inside["root"] == "Read-only file system"
+    assert after.status.container_statuses[0].restart_count == 0
+    assert _ready(after)
+    assert not unhealthy, unhealthy
+    assert "Read-only file system" not in log and "Permission denied" not in log, log[-3000:]
+    assert len(jobs) == len(models) and all(j.status.succeeded == 1 for j in jobs)
+    assert job_pods.items and all(p.spec.node_name.startswith("gpu-node-") for p in job_pods.items)
+    for doc in examples:
+        obj = get(doc)
+        assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"], obj["metadata"]["name"]
+        assert any(c["type"] == "Ready" for c in obj["status"]["conditions"])
+
+
+def _condition(obj: dict[str, Any], kind: str) -> str | None:
+    for cond in (obj.get("status") or {}).get("conditions", []):
+        if cond["type"] == kind:
+            return str(cond["status"])
+    return None
