@@ -62,8 +62,8 @@ chart-lint: install tools ## helm lint against the values schema, hadolint on th
 	@helm lint --strict charts/modelyard
 	@hadolint Dockerfile
 
-unit: install ## the tests that need no cluster
-	@pytest -m "not sandbox"
+unit: install ## the tests that need no cluster, no built images and no engine install
+	@pytest -m "not sandbox and not images and not engines"
 
 test: install tools sandbox-bin images vllm verify-generated lint chart-lint ## everything CI runs
 	@pytest

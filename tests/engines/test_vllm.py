@@ -36,6 +36,8 @@ from modelyard.render.model_deployment import (
     render_model_deployment,
 )
 
+pytestmark = pytest.mark.engines
+
 HERE = Path(__file__).parent
 VENV = Path(os.environ.get("MODELYARD_CACHE", Path.home() / ".cache" / "modelyard")) / f"vllm-{VLLM_VERSION}"
 MIN_COMMAND_LINES = 60

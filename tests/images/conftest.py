@@ -14,10 +14,6 @@ from modelyard.sandbox.images import BuiltImage, built_images
 from .runtime import Netns
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "images: runs the images `make images` built (runc, as root)")
-
-
 @pytest.fixture(scope="session")
 def images() -> dict[str, BuiltImage]:
     try:
