@@ -152,6 +152,15 @@ def test_the_chart_runs_the_operator_on_the_real_node_and_it_reconciles_every_ex
             RECONCILE_TIMEOUT_S,
             f"ModelCached of {doc['metadata']['name']}",
         )
+    for doc in models:  # and the serving pods go to the kwok GPU nodes, where they become Ready
+        wait_for(
+            lambda d=doc: _condition(get(d), "Available") == "True",
+            RECONCILE_TIMEOUT_S,
+            f"Available of {doc['metadata']['name']}",
+        )
+    servers = core.list_namespaced_pod(
+        real_namespace, label_selector="app.kubernetes.io/component=model-server"
+    )
     jobs = client.BatchV1Api(real_k8s).list_namespaced_job(real_namespace).items
     job_pods = core.list_namespaced_pod(
         real_namespace, label_selector="app.kubernetes.io/component=model-download"
@@ -186,6 +195,7 @@ def test_the_chart_runs_the_operator_on_the_real_node_and_it_reconciles_every_ex
     assert "Read-only file system" not in log and "Permission denied" not in log, log[-3000:]
     assert len(jobs) == len(models) and all(j.status.succeeded == 1 for j in jobs)
     assert job_pods.items and all(p.spec.node_name.startswith("gpu-node-") for p in job_pods.items)
+    assert servers.items and all(p.spec.node_name.startswith("gpu-node-") for p in servers.items)
     for doc in examples:
         obj = get(doc)
         assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"], obj["metadata"]["name"]
