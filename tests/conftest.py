@@ -79,7 +79,12 @@ def sandbox(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 def _stop_orphaned_sandboxes(root: Path) -> None:
     """Stop sandboxes left running by earlier pytest runs that were killed before their teardown."""
-    for owner in root.glob("pytest-*/sandbox*/owner.pid"):
+    owners = {
+        owner.resolve()  # pytest's *current symlinks name the same directories again
+        for pattern in ("pytest-*/sandbox*/owner.pid", "pytest-*/real-sandbox*/owner.pid")
+        for owner in root.glob(pattern)
+    }
+    for owner in sorted(owners):
         if not _pid_alive(int(owner.read_text() or 0)):
             Sandbox(owner.parent / "cluster").down()
 
@@ -113,6 +118,7 @@ def real_sandbox(
         yield RealSandbox(kubeconfig, api.configuration.host, None)
         return
     base = tmp_path_factory.mktemp("real-sandbox")
+    _stop_orphaned_sandboxes(base.parent.parent)  # a killed run's real node would refuse this one
     (base / "owner.pid").write_text(str(os.getpid()))
     env = Sandbox(base / "cluster", ports=Ports.free())
     try:

@@ -116,7 +116,7 @@ class Sandbox:
         bin_dir: Path | None = None,
         node_bin_dir: Path | None = None,
     ) -> None:
-        self.directory = directory.absolute()
+        self.directory = directory.resolve()  # symlinks resolved: the real node's mounts name real paths
         state = self._load_state()
         self.ports = ports or (Ports(**state["ports"]) if state else Ports())
         self._bin_dir = bin_dir or (Path(state["bin_dir"]) if state else None)
@@ -340,7 +340,7 @@ def _check_port_free(port: int, owner: str, host: str = "127.0.0.1") -> None:
 
 def _remove_directory(directory: Path) -> None:
     """rmtree that refuses to descend into mounts (a pod's hostPath volume would lose its files)."""
-    mounted = hostnet.mounts_under([str(directory)])
+    mounted = hostnet.mounts_under([str(directory.resolve())])
     if mounted:
         raise UserError(f"{directory} still has {len(mounted)} mounts (first: {mounted[0]}); not removing it")
     shutil.rmtree(directory)
