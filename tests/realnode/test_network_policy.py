@@ -277,6 +277,9 @@ def test_the_gateway_reaches_only_its_eligible_backends(
 def test_a_download_pod_reaches_the_source_port_and_nothing_in_the_cluster(
     stack: Stack, real_sandbox: RealSandbox, real_k8s: client.ApiClient, wait_for: Any
 ) -> None:
+    """The download policy opens TCP 443 to any address (a NetworkPolicy cannot name the hub or S3), so the
+    source's stand-in is a pod on 443 (in another namespace: the open port reaches in-cluster 443 too); every
+    other port in the cluster is closed: the gateway's 4000, a Service's 8080."""
     networking = client.NetworkingV1Api(real_k8s)
     names = {gateway_name(POLICY), f"{SPARE}-download"}
     with operator(real_sandbox.kubeconfig, stack.namespace):  # puts back the policies earlier tests removed
