@@ -28,6 +28,7 @@ from tests.conftest import RealSandbox
 
 from .podlib import delete_quietly, fetch_script, http_server, python_pod, wait_finished, wait_ready
 from .serving import (
+    GATEWAY_READY_TIMEOUT_S,
     GROUP,
     VERSION,
     _wait,
@@ -47,6 +48,10 @@ pytestmark = [pytest.mark.sandbox, pytest.mark.realnode]
 MODEL, SPARE, POLICY = "tiny", "spare", "edge"
 SOURCE_PORT = 443  #: the port the download NetworkPolicy opens: the model source's HTTPS
 POLICY_TIMEOUT_S = 60.0
+#: kube-router programs a new pod's rules on the pod's events, a moment after it starts: a probe whose own
+#: egress is under test waits this long first, so it measures the policy rather than that moment (a run
+#: without the wait saw a new download pod reach the bystander once)
+SETTLE_S = 5.0
 _names = itertools.count()
 
 
@@ -177,11 +182,19 @@ def _served(k8s: client.ApiClient, namespace: str) -> str:
 
 
 # --- connecting ------------------------------------------------------------------------------------------
-def _from_pod(k8s: client.ApiClient, namespace: str, url: str, labels: dict[str, str] | None = None) -> str:
-    """``ok <body>`` or ``failed <error>`` from a fresh probe pod with ``labels`` in ``namespace``."""
+def _from_pod(
+    k8s: client.ApiClient,
+    namespace: str,
+    url: str,
+    labels: dict[str, str] | None = None,
+    settle_s: float = 0.0,
+) -> str:
+    """``ok <body>`` or ``failed <error>`` from a fresh probe pod with ``labels`` in ``namespace``, which
+    waits ``settle_s`` before it connects."""
     name = f"probe-{next(_names)}"
+    script = f"import time; time.sleep({settle_s})\n" + fetch_script(url, timeout_s=2.0)
     client.CoreV1Api(k8s).create_namespaced_pod(
-        namespace, python_pod(name, fetch_script(url, timeout_s=2.0), labels=labels or {"app": "probe"})
+        namespace, python_pod(name, script, labels=labels or {"app": "probe"})
     )
     finished = wait_finished(k8s, namespace, name, 60)
     assert finished.node == NODE_NAME
@@ -207,6 +220,16 @@ def _from_gateway(stack: Stack, k8s: client.ApiClient, url: str) -> str:
 
 def _blocked(log: str) -> bool:
     return log.startswith("failed") and ("timed out" in log or "Timeout" in log or "refused" in log.lower())
+
+
+def _rolled_out(k8s: client.ApiClient, namespace: str) -> bool:
+    """The gateway Deployment runs its current template only, one pod, Ready."""
+    deployment = client.AppsV1Api(k8s).read_namespaced_deployment(gateway_name(POLICY), namespace)
+    status = deployment.status
+    return bool(
+        status.observed_generation == deployment.metadata.generation
+        and status.replicas == status.updated_replicas == status.ready_replicas == 1
+    )
 
 
 def _delete_policy(k8s: client.ApiClient, namespace: str, name: str) -> None:
@@ -253,6 +276,10 @@ def test_the_gateway_reaches_only_its_eligible_backends(
         custom.patch_namespaced_custom_object(GROUP, VERSION, stack.namespace, "routepolicies", POLICY, patch)
         wait_for(lambda: _served(real_k8s, stack.namespace) == "backup", 60, "chat to be left out")
         wait_for(lambda: f"'{MODEL}'" not in egress_names(), 60, "the gateway policy to drop tiny")
+        # the new config rolls the gateway: probe from the pod that runs it, and only that one
+        wait_for(
+            lambda: _rolled_out(real_k8s, stack.namespace), GATEWAY_READY_TIMEOUT_S, "the gateway rollout"
+        )
         ineligible = wait_for(
             lambda: _blocked(log := _from_gateway(stack, real_k8s, stack.server_url)) and log,
             POLICY_TIMEOUT_S,
@@ -265,7 +292,11 @@ def test_the_gateway_reaches_only_its_eligible_backends(
         POLICY_TIMEOUT_S,
         "tiny to be reachable from the gateway without its policy",
     )
-    opened_bystander = _from_gateway(stack, real_k8s, stack.bystander_url)
+    opened_bystander = wait_for(
+        lambda: (log := _from_gateway(stack, real_k8s, stack.bystander_url)).startswith("ok") and log,
+        POLICY_TIMEOUT_S,
+        "the bystander to be reachable from the gateway without its policy",
+    )
 
     assert eligible == "ok", eligible
     assert _blocked(bystander), bystander
@@ -293,20 +324,31 @@ def test_a_download_pod_reaches_the_source_port_and_nothing_in_the_cluster(
         )
     download = selector_labels("ModelDeployment", SPARE, DOWNLOADER)
 
-    source = _from_pod(real_k8s, stack.namespace, stack.source_url, download)
-    gateway = _from_pod(real_k8s, stack.namespace, stack.gateway_url, download)
-    bystander = _from_pod(real_k8s, stack.namespace, stack.bystander_url, download)
+    source = _from_pod(real_k8s, stack.namespace, stack.source_url, download, SETTLE_S)
+    gateway = _from_pod(real_k8s, stack.namespace, stack.gateway_url, download, SETTLE_S)
+    bystander = _from_pod(real_k8s, stack.namespace, stack.bystander_url, download, SETTLE_S)
     # counter-check: without the download policy, the same labels reach the gateway and the bystander
     _delete_policy(real_k8s, stack.namespace, f"{SPARE}-download")
     opened = wait_for(
         lambda: (
-            (log := _from_pod(real_k8s, stack.namespace, stack.bystander_url, download)).startswith("ok")
+            (log := _from_pod(real_k8s, stack.namespace, stack.bystander_url, download, SETTLE_S)).startswith(
+                "ok"
+            )
             and log
         ),
         POLICY_TIMEOUT_S,
         "the bystander to be reachable without the download policy",
     )
-    opened_gateway = _from_pod(real_k8s, stack.namespace, stack.gateway_url, download)
+    opened_gateway = wait_for(
+        lambda: (
+            (log := _from_pod(real_k8s, stack.namespace, stack.gateway_url, download, SETTLE_S)).startswith(
+                "ok"
+            )
+            and log
+        ),
+        POLICY_TIMEOUT_S,
+        "the gateway to be reachable without the download policy",
+    )
 
     assert source == "ok source", source
     assert _blocked(gateway), gateway
