@@ -40,8 +40,9 @@ images: install node-bin ## the real node's images (pause, CoreDNS, operator, ga
 sandbox: install tools sandbox-bin ## start the local control plane (stop it with `make sandbox-down`)
 	@modelyard sandbox up
 
-sandbox-down: install ## stop the demo operator (if any) and the control plane
-	@if [ -f .sandbox/operator.pid ]; then kill $$(cat .sandbox/operator.pid) 2>/dev/null || true; fi
+sandbox-down: install ## stop the demo's operator and local clouds (if any) and the control plane
+	@for p in operator moto azure-fake; do \
+	  if [ -f .sandbox/$$p.pid ]; then kill $$(cat .sandbox/$$p.pid) 2>/dev/null || true; fi; done
 	@modelyard sandbox down
 
 lint: install

@@ -1,0 +1,215 @@
+"""The Python half of ``make demo`` (hack/demo.sh runs it with the project's virtualenv).
+
+    hack/demo.py cloud aws|azure DIR    one local cloud, seeded so that the examples' ProviderBindings verify,
+                                        in the foreground until SIGTERM; demo.sh runs each in the background
+                                        with its pid in DIR/moto.pid or DIR/azure-fake.pid (sandbox-down
+                                        stops them). Ready once DIR/clouds/<cloud>.json exists.
+    hack/demo.py env DIR                the operator's environment pointing it at both clouds: KEY=VALUE lines
+    hack/demo.py vpc-endpoint DIR       the bedrock-runtime interface endpoint moto created: "ID DNS-NAME"
+
+AWS is moto's server; Azure is the tests' HTTPS fake of Entra ID and Resource Manager (no Azure emulator
+exists). Both are seeded with the tests' own helpers from what the example files say (role, region, resource
+id, client id), and the names the operator must find private map to private addresses in DIR/clouds/hosts
+(MODELYARD_HOSTS_FILE), as a VPC's private DNS zone would answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from modelyard.api.provider_binding import ProviderBinding
+from modelyard.cloud.aws import STS_AUDIENCE
+from modelyard.sandbox.components import ISSUER
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the clouds' seeding helpers live with the tests
+
+#: The namespace demo.sh applies examples/ in: the subject the clouds trust is its gateway ServiceAccount.
+EXAMPLES_NAMESPACE = "default"
+BEDROCK_EXAMPLE = ROOT / "examples" / "bedrock-irsa.yaml"
+AZURE_EXAMPLE = ROOT / "examples" / "azure-openai.yaml"
+#: The private addresses the endpoints' names resolve to (a VPC's private zone would answer these).
+BEDROCK_SUBNET = 1  # 10.0.1.x
+AZURE_PRIVATE_ADDRESS = "10.1.0.5"
+
+
+def binding(path: Path) -> ProviderBinding:
+    return ProviderBinding.model_validate(yaml.safe_load(path.read_text()))
+
+
+def subject(example: ProviderBinding) -> str:
+    return f"system:serviceaccount:{EXAMPLES_NAMESPACE}:{example.spec.service_account_name}"
+
+
+class Clouds:
+    """The files a cloud process leaves in DIR/clouds: its address (``<cloud>.json``, written last, when it
+    is seeded) and the private DNS answers (``hosts``, shared by both)."""
+
+    def __init__(self, sandbox_dir: Path) -> None:
+        self.dir = sandbox_dir.resolve() / "clouds"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.hosts = self.dir / "hosts"
+
+    def private(self, host: str, address: str) -> None:
+        """``host`` resolves to ``address`` only (the tests' ``clouds(host, address)``)."""
+        with self.hosts.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # both cloud processes append
+            handle.write(f"{address} {host}\n")
+
+    def publish(self, cloud: str, facts: dict[str, Any]) -> None:
+        partial = self.dir / f".{cloud}.json"
+        partial.write_text(json.dumps(facts, indent=2))
+        partial.rename(self.dir / f"{cloud}.json")
+
+    def read(self, cloud: str) -> dict[str, Any]:
+        facts: dict[str, Any] = json.loads((self.dir / f"{cloud}.json").read_text())
+        return facts
+
+
+# --- the clouds --------------------------------------------------------------------------------------------
+def trust_policy(role_account: str) -> str:
+    """The IRSA trust policy: the sandbox's ServiceAccount issuer, the examples' gateway ServiceAccount as
+    subject, STS as audience. (moto stores it but does not evaluate it: it accepts any web identity token.)"""
+    issuer = ISSUER.removeprefix("https://")
+    example = binding(BEDROCK_EXAMPLE)
+    statement = {
+        "Effect": "Allow",
+        "Principal": {"Federated": f"arn:aws:iam::{role_account}:oidc-provider/{issuer}"},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringEquals": {f"{issuer}:sub": subject(example), f"{issuer}:aud": STS_AUDIENCE}},
+    }
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+def serve_aws(clouds: Clouds) -> contextlib.AbstractContextManager[None]:
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415
+    from tests.controllers.conftest import REGION  # noqa: PLC0415
+    from tests.controllers.test_provider_binding import ACCOUNT, aws, private_bedrock  # noqa: PLC0415
+
+    example = binding(BEDROCK_EXAMPLE)
+    bedrock = example.spec.bedrock
+    assert bedrock is not None and bedrock.auth.role_arn is not None
+    account, role_name = bedrock.auth.role_arn.split(":")[4], bedrock.auth.role_arn.rsplit("/", 1)[1]
+    if bedrock.region != REGION or account != ACCOUNT:
+        raise SystemExit(
+            f"{BEDROCK_EXAMPLE.name}: region {bedrock.region}, account {account}; the seeding helpers "
+            f"create endpoints in {REGION} of moto's account {ACCOUNT}"
+        )
+    logging.getLogger("werkzeug").setLevel(logging.CRITICAL)  # moto's request log, and its 500s for the
+    # Bedrock calls it does not implement (ListFoundationModels: the binding notes its models unverified)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    iam = aws(url, "iam")
+    iam.create_open_id_connect_provider(Url=ISSUER, ClientIDList=[STS_AUDIENCE], ThumbprintList=["0" * 40])
+    iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=trust_policy(account))
+    endpoint_id, dns = private_bedrock(url, clouds.private, subnet=BEDROCK_SUBNET)
+    aws(url, "bedrock").put_model_invocation_logging_configuration(
+        loggingConfig={"cloudWatchConfig": {"logGroupName": "bedrock", "roleArn": bedrock.auth.role_arn}}
+    )
+    clouds.publish("aws", {"url": url, "vpcEndpoint": {"id": endpoint_id, "dnsName": dns}})
+    print(
+        f"moto {url}: role {bedrock.auth.role_arn} trusting {subject(example)} from {ISSUER}, "
+        f"{REGION} bedrock-runtime endpoint {endpoint_id} (private DNS), invocation logging to CloudWatch",
+        flush=True,
+    )
+    return _stopping(server.stop)
+
+
+def serve_azure(clouds: Clouds) -> contextlib.AbstractContextManager[None]:
+    from tests.fakes.azure import AzureFake  # noqa: PLC0415
+
+    example = binding(AZURE_EXAMPLE)
+    azure = example.spec.azure_open_ai
+    assert azure is not None and azure.auth.client_id is not None
+    fake = AzureFake(clouds.dir)
+    fake.state.federated[azure.auth.client_id] = subject(example)
+    fake.add_private_account(azure.resource_id, f"{azure.endpoint}/", {d.name for d in azure.deployments})
+    clouds.private(azure.endpoint.removeprefix("https://"), AZURE_PRIVATE_ADDRESS)
+    clouds.publish("azure", {"url": fake.url, "caFile": str(fake.ca_file)})
+    print(
+        f"Azure fake {fake.url}: client {azure.auth.client_id} federated with {subject(example)}; account "
+        f"{azure.resource_id.rsplit('/', 1)[1]} with public network access Disabled, local auth disabled, an "
+        "Approved private endpoint connection",
+        flush=True,
+    )
+    return _stopping(fake.stop)
+
+
+@contextlib.contextmanager
+def _stopping(stop: Callable[[], None]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        stop()
+
+
+def run_cloud(cloud: str, sandbox_dir: Path) -> int:
+    clouds = Clouds(sandbox_dir)
+    stop = False
+
+    def terminate(*_: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGINT, terminate)
+    serving = serve_aws(clouds) if cloud == "aws" else serve_azure(clouds)
+    with serving:
+        while not stop:
+            time.sleep(0.5)
+    return 0
+
+
+def operator_env(sandbox_dir: Path) -> dict[str, str]:
+    """What the controller tests set for the operator (tests/controllers/conftest.py's ``clouds``)."""
+    clouds = Clouds(sandbox_dir)
+    aws, azure = clouds.read("aws"), clouds.read("azure")
+    return {
+        "AWS_ENDPOINT_URL": aws["url"],
+        "AWS_ACCESS_KEY_ID": "testing",  # the operator's own identity, as moto wants one
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AZURE_AUTHORITY_HOST": azure["url"],
+        "REQUESTS_CA_BUNDLE": azure["caFile"],  # azure-identity (requests)
+        "SSL_CERT_FILE": azure["caFile"],  # httpx
+        "MODELYARD_AZURE_RESOURCE_MANAGER_URL": azure["url"],
+        "MODELYARD_HOSTS_FILE": str(clouds.hosts),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    cloud = commands.add_parser("cloud")
+    cloud.add_argument("cloud", choices=("aws", "azure"))
+    cloud.add_argument("dir", type=Path)
+    for name in ("env", "vpc-endpoint"):
+        commands.add_parser(name).add_argument("dir", type=Path)
+    args = parser.parse_args()
+    if args.command == "cloud":
+        return run_cloud(args.cloud, args.dir)
+    if args.command == "env":
+        print("\n".join(f"{k}={v}" for k, v in operator_env(args.dir).items()))
+        return 0
+    endpoint = Clouds(args.dir).read("aws")["vpcEndpoint"]
+    print(endpoint["id"], endpoint["dnsName"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
