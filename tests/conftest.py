@@ -25,13 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
+from moto.server import ThreadedMotoServer
 
 from modelyard.sandbox import Ports, Sandbox
 
 NAMESPACE_READY_TIMEOUT_S = 30.0
+#: The AWS region of the tests' clouds (moto's server and the fakes).
+REGION = "eu-central-1"
 
 
 @dataclass(frozen=True)
@@ -212,3 +216,19 @@ def pytest_runtest_makereport(
         shutil.copytree(cluster.logs, dest, dirs_exist_ok=True)
         report.sections.append(("control-plane logs", f"copied to {dest}"))
     return report
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """moto in server mode on a free loopback port, with the gateway role: one per session, shared by the
+    controller and gateway tests (moto keeps its accounts in the process: a second server shares them)."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    iam = boto3.client(
+        "iam", endpoint_url=url, region_name=REGION, aws_access_key_id="k", aws_secret_access_key="s"
+    )
+    iam.create_role(RoleName="llm-gateway", AssumeRolePolicyDocument="{}")
+    yield url
+    server.stop()

@@ -12,18 +12,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import yaml
 from kopf.testing import KopfRunner
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from moto.server import ThreadedMotoServer
 
 from tests.fakes.azure import AzureFake
 
 ROOT = Path(__file__).resolve().parents[2]
-REGION = "eu-central-1"
 GROUP, VERSION = "modelyard.dev", "v1alpha1"
 PLANTED = "hf_PLANTED-SECRET-VALUE-7f3a9c"
 
@@ -112,21 +109,6 @@ def dumps(obj: Any) -> str:
 
 
 # --- clouds: AWS as moto's real server, Azure as a local HTTPS fake of Entra ID and Resource Manager ----
-@pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    """moto in server mode on a free loopback port, with the gateway role."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    iam = boto3.client(
-        "iam", endpoint_url=url, region_name=REGION, aws_access_key_id="k", aws_secret_access_key="s"
-    )
-    iam.create_role(RoleName="llm-gateway", AssumeRolePolicyDocument="{}")
-    yield url
-    server.stop()
-
-
 @pytest.fixture(scope="session")
 def azure() -> Iterator[AzureFake]:
     fake = AzureFake(Path(tempfile.mkdtemp(prefix="azure-fake-")))

@@ -22,10 +22,10 @@ from kubernetes.client.rest import ApiException
 from moto.ec2.models import ec2_backends
 from moto.sts.models import STSBackend
 
+from tests.conftest import REGION
 from tests.controllers.conftest import (
     GROUP,
     PLANTED,
-    REGION,
     VERSION,
     condition,
     create,
