@@ -95,7 +95,7 @@ def trust_policy(role_account: str) -> str:
 
 def serve_aws(clouds: Clouds) -> contextlib.AbstractContextManager[None]:
     from moto.server import ThreadedMotoServer  # noqa: PLC0415
-    from tests.controllers.conftest import REGION  # noqa: PLC0415
+    from tests.conftest import REGION  # noqa: PLC0415
     from tests.controllers.test_provider_binding import ACCOUNT, aws, private_bedrock  # noqa: PLC0415
 
     example = binding(BEDROCK_EXAMPLE)
