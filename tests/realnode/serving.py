@@ -220,23 +220,8 @@ def serve_on_real_node(
 
 
 def ready_server_pod(k8s: client.ApiClient, namespace: str, name: str) -> client.V1Pod:
-    core = client.CoreV1Api(k8s)
     selector = f"modelyard.dev/modeldeployment={name},app.kubernetes.io/component=model-server"
-
-    def ready() -> client.V1Pod | None:
-        for pod in core.list_namespaced_pod(namespace, label_selector=selector).items:
-            conditions = {c.type: c.status for c in pod.status.conditions or []}
-            if conditions.get("Ready") == "True" and pod.metadata.deletion_timestamp is None:
-                return pod
-        return None
-
-    pod: client.V1Pod = _wait(
-        ready,
-        SERVER_READY_TIMEOUT_S,
-        f"a Ready model-server pod of {name}",
-        diagnose=lambda: _pod_report(core, namespace, selector),
-    )
-    return pod
+    return _ready_pod(k8s, namespace, selector, SERVER_READY_TIMEOUT_S, f"a Ready model-server pod of {name}")
 
 
 # --- the gateway -----------------------------------------------------------------------------------------
@@ -250,23 +235,8 @@ def route_policy(name: str, routes: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def ready_gateway_pod(k8s: client.ApiClient, namespace: str, policy: str) -> client.V1Pod:
-    core = client.CoreV1Api(k8s)
     selector = f"modelyard.dev/routepolicy={policy},app.kubernetes.io/component=gateway"
-
-    def ready() -> client.V1Pod | None:
-        for pod in core.list_namespaced_pod(namespace, label_selector=selector).items:
-            conditions = {c.type: c.status for c in pod.status.conditions or []}
-            if conditions.get("Ready") == "True" and pod.metadata.deletion_timestamp is None:
-                return pod
-        return None
-
-    pod: client.V1Pod = _wait(
-        ready,
-        GATEWAY_READY_TIMEOUT_S,
-        f"a Ready gateway pod of {policy}",
-        diagnose=lambda: _pod_report(core, namespace, selector),
-    )
-    return pod
+    return _ready_pod(k8s, namespace, selector, GATEWAY_READY_TIMEOUT_S, f"a Ready gateway pod of {policy}")
 
 
 def gateway_url(k8s: client.ApiClient, namespace: str, policy: str) -> str:
@@ -282,6 +252,23 @@ def master_key(k8s: client.ApiClient, namespace: str, policy: str) -> str:
 
 
 # --- plumbing --------------------------------------------------------------------------------------------
+def _ready_pod(
+    k8s: client.ApiClient, namespace: str, selector: str, timeout_s: float, what: str
+) -> client.V1Pod:
+    """The first Ready pod matching ``selector`` that is not being deleted; fails with the pods' events."""
+    core = client.CoreV1Api(k8s)
+
+    def ready() -> client.V1Pod | None:
+        for pod in core.list_namespaced_pod(namespace, label_selector=selector).items:
+            conditions = {c.type: c.status for c in pod.status.conditions or []}
+            if conditions.get("Ready") == "True" and pod.metadata.deletion_timestamp is None:
+                return pod
+        return None
+
+    pod: client.V1Pod = _wait(ready, timeout_s, what, diagnose=lambda: _pod_report(core, namespace, selector))
+    return pod
+
+
 def _read_or_none(read: Any, *args: Any) -> Any:
     try:
         return read(*args)
