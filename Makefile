@@ -72,7 +72,7 @@ test: install tools sandbox-bin images vllm verify-generated lint chart-lint ## 
 demo: install tools sandbox-bin images ## a sandbox with simulated H100 nodes, the CRDs and every example
 	@hack/demo.sh
 
-bench: install tools sandbox-bin ## speed and memory figures: a table, and bench-results.json (about 25 min)
+bench: install tools sandbox-bin images ## speed and memory figures: a table, and bench-results.json (about 35 min)
 	@python benchmarks/run.py $(if $(ONLY),--only $(ONLY))
 
 clean:
