@@ -6,11 +6,15 @@
                                         stops them). Ready once DIR/clouds/<cloud>.json exists.
     hack/demo.py env DIR                the operator's environment pointing it at both clouds: KEY=VALUE lines
     hack/demo.py vpc-endpoint DIR       the bedrock-runtime interface endpoint moto created: "ID DNS-NAME"
+    hack/demo.py serve NAMESPACE        the test model server and a RoutePolicy on the sandbox's real node,
+                                        then one chat completion through the gateway, printed (KUBECONFIG
+                                        names the sandbox)
 
 AWS is moto's server; Azure is the tests' HTTPS fake of Entra ID and Resource Manager (no Azure emulator
 exists). Both are seeded with the tests' own helpers from what the example files say (role, region, resource
 id, client id), and the names the operator must find private map to private addresses in DIR/clouds/hosts
-(MODELYARD_HOSTS_FILE), as a VPC's private DNS zone would answer.
+(MODELYARD_HOSTS_FILE), as a VPC's private DNS zone would answer. The model server and the gateway are set up
+with tests/realnode/serving.py's functions, as the real-node tests set them up.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import contextlib
 import fcntl
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -31,10 +36,12 @@ import yaml
 
 from modelyard.api.provider_binding import ProviderBinding
 from modelyard.cloud.aws import STS_AUDIENCE
+from modelyard.render.gateway import master_key_secret
 from modelyard.sandbox.components import ISSUER
+from modelyard.sandbox.nodes import KWOK_ANNOTATION
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the clouds' seeding helpers live with the tests
+sys.path.insert(0, str(ROOT))  # the clouds' seeding helpers and the real-node helpers live with the tests
 
 #: The namespace demo.sh applies examples/ in: the subject the clouds trust is its gateway ServiceAccount.
 EXAMPLES_NAMESPACE = "default"
@@ -43,6 +50,12 @@ AZURE_EXAMPLE = ROOT / "examples" / "azure-openai.yaml"
 #: The private addresses the endpoints' names resolve to (a VPC's private zone would answer these).
 BEDROCK_SUBNET = 1  # 10.0.1.x
 AZURE_PRIVATE_ADDRESS = "10.1.0.5"
+#: The real-node part: names of the ModelDeployment, RoutePolicy and route the answer comes through.
+MODEL, POLICY, ROUTE = "tiny", "tiny-gateway", "chat"
+PROMPT = "Which network did this answer cross?"
+FIRST_ANSWER_TIMEOUT_S = 120.0
+#: Context managers this process enters and never leaves (see serve).
+_HELD: list[Any] = []
 
 
 def binding(path: Path) -> ProviderBinding:
@@ -190,6 +203,84 @@ def operator_env(sandbox_dir: Path) -> dict[str, str]:
     }
 
 
+# --- the real node --------------------------------------------------------------------------------------
+def serve(namespace: str) -> int:
+    """The test model server and a gateway in front of it, both on the real node; one answer through the
+    gateway Service's ClusterIP with the master key from its Secret (never printed)."""
+    import httpx  # noqa: PLC0415
+    import openai  # noqa: PLC0415
+    from kubernetes import client, config  # noqa: PLC0415
+    from tests.realnode import serving  # noqa: PLC0415
+
+    config.load_kube_config()
+    k8s = client.ApiClient()
+    core, custom = client.CoreV1Api(k8s), client.CustomObjectsApi(k8s)
+    with contextlib.suppress(client.ApiException):  # exists already: a second `make demo`
+        core.create_namespace({"metadata": {"name": namespace}})
+    # The GPU stays advertised after the demo (real_gpu's exit would withdraw it): the context is held in
+    # _HELD and this process ends with os._exit, so it is never left; `make sandbox-down` removes the node.
+    _HELD.append(serving.real_gpu(k8s))
+    product = _HELD[-1].__enter__()
+    print(f"the real node advertises 1 x {product} (nvidia.com/gpu: 1, an extended resource; no driver)")
+    started = time.monotonic()
+    deployments = custom.list_namespaced_custom_object(
+        serving.GROUP, serving.VERSION, namespace, "modeldeployments"
+    )["items"]
+    if any(d["metadata"]["name"] == MODEL for d in deployments):
+        serving.fit_to_node(k8s, namespace, MODEL)
+        pod = serving.ready_server_pod(k8s, namespace, MODEL)
+    else:
+        pod = serving.serve_on_real_node(k8s, namespace, MODEL, classification="confidential")
+    print(
+        f"ModelDeployment {namespace}/{MODEL}: pod {pod.metadata.name} Ready on node {pod.spec.node_name} "
+        f"after {time.monotonic() - started:.0f}s (image {pod.spec.containers[0].image})"
+    )
+    route = {
+        "model": ROUTE,
+        "dataClassification": "confidential",
+        "backends": [{"modelDeploymentRef": MODEL}],
+    }
+    policies = custom.list_namespaced_custom_object(
+        serving.GROUP, serving.VERSION, namespace, "routepolicies"
+    )
+    if not any(p["metadata"]["name"] == POLICY for p in policies["items"]):
+        serving.create(k8s, namespace, serving.route_policy(POLICY, [route]))
+    started = time.monotonic()
+    gateway = serving.ready_gateway_pod(k8s, namespace, POLICY)
+    print(
+        f"RoutePolicy {namespace}/{POLICY}: LiteLLM gateway pod {gateway.metadata.name} Ready on node "
+        f"{gateway.spec.node_name} after {time.monotonic() - started:.0f}s"
+    )
+    node = core.read_node(gateway.spec.node_name)
+    if (node.metadata.annotations or {}).get(KWOK_ANNOTATION[0]) == KWOK_ANNOTATION[1]:
+        # no kubelet, no kube-proxy: the ClusterIP is served nowhere on this machine (the host would send
+        # the request out of its default route)
+        raise SystemExit(f"the gateway pod is on {node.metadata.name}, a kwok node: it does not really run")
+    url, key = serving.gateway_url(k8s, namespace, POLICY), serving.master_key(k8s, namespace, POLICY)
+    sdk = openai.OpenAI(base_url=url, api_key=key, max_retries=0, timeout=30)
+    deadline = time.monotonic() + FIRST_ANSWER_TIMEOUT_S
+    while True:  # Ready means LiteLLM started; its first routed answer can lag it by a moment
+        try:
+            answer = sdk.chat.completions.create(model=ROUTE, messages=[{"role": "user", "content": PROMPT}])
+            break
+        except (openai.APIConnectionError, openai.InternalServerError, openai.NotFoundError) as exc:
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"no answer from the gateway at {url} after {FIRST_ANSWER_TIMEOUT_S:.0f}s: {exc}"
+                ) from None
+            time.sleep(1)
+    body = {"model": ROUTE, "messages": [{"role": "user", "content": PROMPT}]}
+    anonymous = httpx.post(f"{url}/chat/completions", json=body, timeout=30).status_code
+    print(
+        f"\nthe OpenAI SDK -> {url} (gateway Service, master key from Secret "
+        f"{master_key_secret(POLICY)}, not shown), model {ROUTE!r}:"
+    )
+    print(f"  user:      {PROMPT}")
+    print(f"  assistant: {answer.choices[0].message.content}")
+    print(f"  (the same request without the master key: HTTP {anonymous})")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -200,15 +291,25 @@ def main() -> int:
     cloud.add_argument("dir", type=Path)
     for name in ("env", "vpc-endpoint"):
         commands.add_parser(name).add_argument("dir", type=Path)
+    commands.add_parser("serve").add_argument("namespace")
     args = parser.parse_args()
     if args.command == "cloud":
         return run_cloud(args.cloud, args.dir)
     if args.command == "env":
         print("\n".join(f"{k}={v}" for k, v in operator_env(args.dir).items()))
         return 0
-    endpoint = Clouds(args.dir).read("aws")["vpcEndpoint"]
-    print(endpoint["id"], endpoint["dnsName"])
-    return 0
+    if args.command == "vpc-endpoint":
+        endpoint = Clouds(args.dir).read("aws")["vpcEndpoint"]
+        print(endpoint["id"], endpoint["dnsName"])
+        return 0
+    code = 1
+    try:
+        code = serve(args.namespace)
+    except BaseException as exc:  # serving.py's waits end with pytest.fail (a BaseException)
+        print(f"demo: {type(exc).__name__}: {exc}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # leave real_gpu's context unexited: the node keeps its GPU (see serve)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# `make demo`: a local control plane with simulated H100 nodes, modelyard's CRDs, local clouds (moto's server
-# for AWS, the tests' HTTPS fake for Azure) seeded so that the example ProviderBindings verify, the operator,
-# and every example applied through the real API server (admission runs our OpenAPI schemas and CEL rules);
-# then the result as kubectl shows it, the capacity plans, and what the operator creates.
+# `make demo`: a local control plane with simulated H100 nodes and one real node, modelyard's CRDs, local
+# clouds (moto's server for AWS, the tests' HTTPS fake for Azure) seeded so that the example ProviderBindings
+# verify, the operator, and every example applied through the real API server (admission runs our OpenAPI
+# schemas and CEL rules); then the result as kubectl shows it, the capacity plans, and at the end a model
+# server and a LiteLLM gateway running on the real node, answering a chat completion.
 # The Python half is hack/demo.py. MODELYARD_DEMO_DIR: another sandbox directory (default .sandbox).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=$(realpath -m "${MODELYARD_DEMO_DIR:-.sandbox}")
 export KUBECONFIG="$dir/kubeconfig"
+NAMESPACE=tiny  # where the model server and the gateway that really run go
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 running() { [[ -f "$dir/$1.pid" ]] && kill -0 "$(cat "$dir/$1.pid")" 2>/dev/null; }
@@ -16,8 +18,8 @@ stop() { if running "$1"; then kill "$(cat "$dir/$1.pid")"; fi; rm -f "$dir/$1.p
 if modelyard sandbox status --dir "$dir" >/dev/null 2>&1; then
   step "sandbox already running"
 else
-  step "starting the sandbox: etcd, kube-apiserver, controller-manager, scheduler, kwok (4 GPU nodes)"
-  modelyard sandbox up --dir "$dir" --gpu-nodes 4 --gpu-type nvidia-h100-80gb --gpus-per-node 8 --cpu-nodes 1
+  step "starting the sandbox: etcd, kube-apiserver, controller-manager, scheduler, kwok (4 GPU nodes) and a real node"
+  modelyard sandbox up --dir "$dir" --gpu-nodes 4 --gpu-type nvidia-h100-80gb --gpus-per-node 8
 fi
 kubectl get nodes -L nvidia.com/gpu.product,nvidia.com/gpu.count
 
@@ -139,6 +141,12 @@ modelyard plan -f examples/
 step "a model that cannot fit is refused with the numbers"
 modelyard plan --model meta-llama/Llama-3.1-405B-Instruct --gpu nvidia-l4 || true
 
-printf '\nThe sandbox, the clouds and the operator keep running: KUBECONFIG=%s kubectl get modelyard\n' "$KUBECONFIG"
+step "on the real node: a model server and its LiteLLM gateway, really running (namespace $NAMESPACE)"
+echo "the test model server image (make images) takes the vLLM command line modelyard renders and echoes the"
+echo "prompt; its serving Deployment's CPU request is lowered to fit the 2-CPU node, nothing else is changed"
+python hack/demo.py serve "$NAMESPACE"
+kubectl get modelyard,pods -n "$NAMESPACE" -o wide
+
+printf '\nThe sandbox, the clouds and the operator keep running: KUBECONFIG=%s kubectl get modelyard -A\n' "$KUBECONFIG"
 printf 'Stop them all with: make sandbox-down\n'
 printf 'make demo took %ds\n' "$SECONDS"
