@@ -1,5 +1,5 @@
 # modelyard — the vocabulary of the project. Every target works from a fresh clone.
-#   make demo    sandbox cluster + CRDs + examples, shown with kubectl; plans and renders offline
+#   make demo    sandbox (simulated GPU nodes + the real node) + local clouds + examples, shown with kubectl; ends with a real answer through the gateway
 #   make test    everything CI runs: generated files, lint, unit and sandbox tests
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -69,7 +69,7 @@ unit: install ## the tests that need no cluster, no built images and no engine i
 test: install tools sandbox-bin images vllm verify-generated lint chart-lint ## everything CI runs
 	@pytest
 
-demo: install tools sandbox-bin images ## a sandbox with simulated H100 nodes, the CRDs and every example
+demo: install tools sandbox-bin images ## a sandbox with simulated H100 nodes and the real node, local clouds, every example, a real answer through the gateway
 	@hack/demo.sh
 
 bench: install tools sandbox-bin images ## speed and memory figures: a table, and bench-results.json (about 35 min)
