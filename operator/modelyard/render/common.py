@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import marshal
+from collections.abc import Mapping
 from typing import Any
 
 from modelyard import __version__
@@ -17,27 +18,45 @@ SPEC_HASH_ANNOTATION = "modelyard.dev/spec-hash"
 OWNER_LABEL_PREFIX = "modelyard.dev/"
 GATEWAY_COMPONENT = "gateway"
 
+# The label keys every child carries. The controllers' watches select on them (managed-by, component, the
+# owner label), so they import these names rather than spell the keys again.
+NAME_LABEL = "app.kubernetes.io/name"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+PART_OF_LABEL = "app.kubernetes.io/part-of"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+
 Manifest = dict[str, Any]
+
+
+def owner_label(kind: str) -> str:
+    """The label naming a child's owner: ``modelyard.dev/modeldeployment`` for a ModelDeployment's."""
+    return f"{OWNER_LABEL_PREFIX}{kind.lower()}"
+
+
+def label_selector(match: Mapping[str, str]) -> str:
+    """A server-side label selector (``k=v,k2=v2``) matching every label of ``match``."""
+    return ",".join(f"{key}={value}" for key, value in match.items())
 
 
 def labels(kind: str, owner: str, component: str, name: str | None = None) -> dict[str, str]:
     """Recommended labels, plus ``modelyard.dev/<kind>: <owner>`` to select every child of one owner."""
     return {
-        "app.kubernetes.io/name": name or component,
-        "app.kubernetes.io/instance": owner,
-        "app.kubernetes.io/component": component,
-        "app.kubernetes.io/part-of": PART_OF,
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-        f"{OWNER_LABEL_PREFIX}{kind.lower()}": owner,
+        NAME_LABEL: name or component,
+        INSTANCE_LABEL: owner,
+        COMPONENT_LABEL: component,
+        PART_OF_LABEL: PART_OF,
+        MANAGED_BY_LABEL: MANAGED_BY,
+        owner_label(kind): owner,
     }
 
 
 def selector_labels(kind: str, owner: str, component: str) -> dict[str, str]:
     """The stable subset of :func:`labels` used in selectors (selectors are immutable)."""
     return {
-        "app.kubernetes.io/instance": owner,
-        "app.kubernetes.io/component": component,
-        f"{OWNER_LABEL_PREFIX}{kind.lower()}": owner,
+        INSTANCE_LABEL: owner,
+        COMPONENT_LABEL: component,
+        owner_label(kind): owner,
     }
 
 

@@ -26,6 +26,8 @@ from modelyard.api.provider_binding import (
     ProviderBinding,
 )
 
+from .common import COMPONENT_LABEL, GATEWAY_COMPONENT, MANAGED_BY, MANAGED_BY_LABEL, PART_OF, PART_OF_LABEL
+
 IRSA_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 IRSA_REGIONAL_STS_ANNOTATION = "eks.amazonaws.com/sts-regional-endpoints"
 AZURE_CLIENT_ID_ANNOTATION = "azure.workload.identity/client-id"
@@ -198,9 +200,9 @@ def service_account(wiring: IdentityWiring, namespace: str | None) -> dict[str, 
     if namespace:
         meta["namespace"] = namespace
     meta["labels"] = {
-        "app.kubernetes.io/component": "gateway",
-        "app.kubernetes.io/part-of": "modelyard",
-        "app.kubernetes.io/managed-by": "modelyard",
+        COMPONENT_LABEL: GATEWAY_COMPONENT,
+        PART_OF_LABEL: PART_OF,
+        MANAGED_BY_LABEL: MANAGED_BY,
     }
     if wiring.sa_annotations:
         meta["annotations"] = dict(sorted(wiring.sa_annotations.items()))
