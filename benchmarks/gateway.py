@@ -43,8 +43,9 @@ from modelyard.api.route_policy import RoutePolicySpec
 from modelyard.audit.route_policy import route_policy_findings
 from modelyard.config import Settings
 from modelyard.controllers.provider_binding import merge_in_order
-from modelyard.render.gateway import CONFIG_KEY, compile_litellm_config, config_yaml, render_gateway
+from modelyard.render.gateway import CONFIG_KEY, render_gateway
 from modelyard.render.identity import identity_wiring, merge_wiring
+from modelyard.render.litellm import compile_litellm_config, config_yaml
 from modelyard.render.routing import resolve_routes
 from modelyard.sandbox import Ports, Sandbox
 

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from modelyard.api import DataClassification
+from modelyard.api.policy import ClusterPolicy
 from modelyard.render.gateway import LITELLM_IMAGE
 from modelyard.render.model_deployment import AWS_CLI_IMAGE, VLLM_IMAGE
-from modelyard.render.routing import ClusterPolicy
 
 PREFIX = "MODELYARD_"
 TRUE = ("1", "true", "yes", "on")

@@ -16,11 +16,11 @@ import pytest
 
 from modelyard.api.common import Finding, Severity
 from modelyard.api.model_deployment import ModelDeploymentSpec
+from modelyard.api.policy import ClusterPolicy
 from modelyard.api.provider_binding import ProviderBinding
 from modelyard.audit.model_deployment import model_deployment_findings
 from modelyard.audit.output import to_sarif
 from modelyard.audit.report import Mode, NetworkPath, Source, build_report
-from modelyard.render.routing import ClusterPolicy
 from tests.controllers import conftest as controller_fixtures
 from tests.controllers.conftest import kubectl
 

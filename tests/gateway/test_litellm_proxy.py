@@ -19,8 +19,9 @@ import pytest
 import yaml
 
 from modelyard.api import ModelDeployment, RoutePolicy
-from modelyard.render.gateway import compile_litellm_config
-from modelyard.render.routing import ClusterPolicy, resolve_routes
+from modelyard.api.policy import ClusterPolicy
+from modelyard.render.litellm import compile_litellm_config
+from modelyard.render.routing import resolve_routes
 from tests.gateway.proxy import chat, litellm_proxy
 
 NAMESPACE = "ml"

@@ -37,9 +37,10 @@ import pytest
 import yaml
 
 from modelyard.api import ProviderBinding, RoutePolicy
+from modelyard.api.policy import ClusterPolicy
 from modelyard.cloud.aws import STS_AUDIENCE
 from modelyard.cloud.azure import TOKEN_AUDIENCE
-from modelyard.render.gateway import compile_litellm_config, render_gateway
+from modelyard.render.gateway import render_gateway
 from modelyard.render.identity import (
     AZURE_CLIENT_ID_ANNOTATION,
     AZURE_TENANT_ID_ANNOTATION,
@@ -48,7 +49,8 @@ from modelyard.render.identity import (
     identity_wiring,
     merge_wiring,
 )
-from modelyard.render.routing import ClusterPolicy, resolve_routes
+from modelyard.render.litellm import compile_litellm_config
+from modelyard.render.routing import resolve_routes
 from tests.fakes.azure import COGNITIVE_SERVICES_SCOPE, AzureFake
 from tests.fakes.bedrock import BedrockFake, Session
 from tests.gateway.proxy import chat, litellm_proxy

@@ -27,13 +27,12 @@ from modelyard.planning.spec import plan_deployment
 from modelyard.render.gateway import (
     LITELLM_IMAGE,
     MASTER_KEY_SECRET_KEY,
-    ResolvedBackend,
-    ResolvedRoute,
     master_key_secret,
     render_gateway,
 )
 from modelyard.render.identity import IdentityWiring
 from modelyard.render.model_deployment import render_model_deployment
+from modelyard.render.targets import ResolvedBackend, ResolvedRoute
 from modelyard.sandbox.images import (
     COREDNS,
     GATEWAY,

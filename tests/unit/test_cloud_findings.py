@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from modelyard.api.common import DataClassification
+from modelyard.api.policy import ClusterPolicy
 from modelyard.api.provider_binding import ProviderBindingSpec
 from modelyard.audit.findings import Observed, provider_binding_findings
-from modelyard.render.routing import ClusterPolicy
 
 ROLE = "arn:aws:iam::123456789012:role/llm-gateway"
 RESOURCE = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/c"

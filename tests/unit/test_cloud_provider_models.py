@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from modelyard.api import ProviderBinding
+from modelyard.api.policy import ClusterPolicy
 from modelyard.audit.findings import UNKNOWN_PROVIDER_MODEL, provider_binding_findings
 from modelyard.catalog.providers import (
     AZURE_OPENAI_MODELS,
@@ -19,7 +20,6 @@ from modelyard.catalog.providers import (
     INFERENCE_PROFILE_GEOGRAPHIES,
     check_bedrock_model,
 )
-from modelyard.render.routing import ClusterPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 #: A region of each inference profile geography.

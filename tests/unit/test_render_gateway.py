@@ -12,17 +12,10 @@ import yaml
 from modelyard.api import ModelDeployment, ProviderBinding, RoutePolicy
 from modelyard.api.route_policy import Backend
 from modelyard.render.common import SPEC_HASH_ANNOTATION, selector_labels, to_yaml
-from modelyard.render.gateway import (
-    CONFIG_HASH_ANNOTATION,
-    LITELLM_IMAGE,
-    NO_API_KEY,
-    ResolvedBackend,
-    ResolvedRoute,
-    compile_litellm_config,
-    gateway_endpoint,
-    render_gateway,
-)
+from modelyard.render.gateway import CONFIG_HASH_ANNOTATION, LITELLM_IMAGE, gateway_endpoint, render_gateway
 from modelyard.render.identity import IdentityWiring, identity_wiring, merge_wiring
+from modelyard.render.litellm import NO_API_KEY, compile_litellm_config
+from modelyard.render.targets import ResolvedBackend, ResolvedRoute
 
 K8S_VERSION = "1.35.0"
 NS = "llm"

@@ -9,18 +9,18 @@ import pytest
 from modelyard.api.common import Condition
 from modelyard.api.common import DataClassification as DC
 from modelyard.api.model_deployment import ModelDeployment
+from modelyard.api.policy import ClusterPolicy
 from modelyard.api.provider_binding import ProviderBinding
 from modelyard.api.route_policy import Route, RoutePolicy
-from modelyard.render.gateway import BedrockTarget
 from modelyard.render.routing import (
     BackendFacts,
-    ClusterPolicy,
     condition_true,
     evaluate_route,
     model_deployment_facts,
     provider_binding_facts,
     resolve_routes,
 )
+from modelyard.render.targets import BedrockTarget
 
 LLAMA = "ModelDeployment/llama-8b"
 BEDROCK = "ProviderBinding/bedrock-eu/anthropic.claude-sonnet-4-5"

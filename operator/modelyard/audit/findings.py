@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from modelyard.api.common import Finding, Severity
+from modelyard.api.policy import ClusterPolicy
 from modelyard.api.provider_binding import ProviderBindingSpec
 from modelyard.catalog.providers import check_azure_model, check_bedrock_model
-from modelyard.render.routing import ClusterPolicy
 
 STATIC_CREDENTIALS = "STATIC_CREDENTIALS"
 PUBLIC_ENDPOINT = "PUBLIC_ENDPOINT"

@@ -29,6 +29,7 @@ from typing import Any
 from modelyard.api import GROUP, KINDS, VERSION
 from modelyard.api.common import DataClassification, Finding, Severity
 from modelyard.api.model_deployment import ModelDeployment
+from modelyard.api.policy import ClusterPolicy
 from modelyard.api.provider_binding import IdentityMode, ProviderBinding
 from modelyard.api.route_policy import RoutePolicy
 from modelyard.errors import UserError
@@ -36,7 +37,7 @@ from modelyard.manifests import ApiObject, load, parse_object
 from modelyard.render.common import GATEWAY_COMPONENT, selector_labels
 from modelyard.render.gateway import GATEWAY_CLIENT_LABEL
 from modelyard.render.model_deployment import SERVER
-from modelyard.render.routing import ClusterPolicy, condition_true, resolve_routes
+from modelyard.render.routing import condition_true, resolve_routes
 
 from .findings import NO_INVOCATION_LOGGING, PUBLIC_ENDPOINT, provider_binding_findings
 from .model_deployment import describe_peer, model_deployment_findings, revision_pinned

@@ -26,9 +26,10 @@ from collections.abc import Mapping
 
 from modelyard.api.common import Finding, Severity
 from modelyard.api.model_deployment import ModelDeployment
+from modelyard.api.policy import ClusterPolicy
 from modelyard.api.provider_binding import ProviderBinding
 from modelyard.api.route_policy import Backend, Route, RoutePolicySpec
-from modelyard.render.routing import BackendFacts, ClusterPolicy, backend_facts
+from modelyard.render.routing import BackendFacts, backend_facts
 
 CLASSIFICATION_ESCALATION = "CLASSIFICATION_ESCALATION"
 REGION_NOT_ALLOWED = "REGION_NOT_ALLOWED"

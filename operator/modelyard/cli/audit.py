@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelyard.api.common import Severity
+from modelyard.api.policy import ClusterPolicy
 from modelyard.audit.output import to_json, to_sarif, to_table
 from modelyard.audit.report import Report, from_cluster, from_files
 from modelyard.config import Settings
 from modelyard.errors import UserError
-from modelyard.render.routing import ClusterPolicy
 
 if TYPE_CHECKING:
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]

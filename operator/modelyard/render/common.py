@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import marshal
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from modelyard import __version__
@@ -102,6 +102,47 @@ def metadata(
     return meta
 
 
+# --- children every renderer builds alike ---------------------------------------------------------
+
+HTTPS_PORT = 443
+
+
+def gateway_labels() -> dict[str, str]:
+    """The labels every modelyard gateway pod carries, whatever its RoutePolicy: model servers admit the
+    pods that match them, and the namespace's gateway ServiceAccount carries them too."""
+    return {COMPONENT_LABEL: GATEWAY_COMPONENT, PART_OF_LABEL: PART_OF}
+
+
+def cluster_ip_service(meta: dict[str, Any], selector: dict[str, str], port: int) -> Manifest:
+    """A ClusterIP Service exposing ``port`` on the selected pods' port named ``http``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector,
+            "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def network_policy(
+    meta: dict[str, Any],
+    selector: dict[str, str],
+    *,
+    egress: list[dict[str, Any]],
+    ingress: list[dict[str, Any]] | None = None,
+) -> Manifest:
+    """A NetworkPolicy over both directions for the selected pods: only ``ingress`` and ``egress`` are
+    allowed (no ingress rule at all: every connection to the pods is refused)."""
+    spec: dict[str, Any] = {"podSelector": {"matchLabels": selector}, "policyTypes": ["Ingress", "Egress"]}
+    if ingress is not None:
+        spec["ingress"] = ingress
+    spec["egress"] = egress
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta, "spec": spec}
+
+
 def dns_egress() -> dict[str, Any]:
     """An egress rule allowing DNS to the cluster resolver only."""
     return {
@@ -115,14 +156,57 @@ def dns_egress() -> dict[str, Any]:
     }
 
 
-def restricted_security_context() -> dict[str, Any]:
-    """Container security context meeting the Pod Security "restricted" profile."""
-    return {
+def https_egress(cidrs: Sequence[str] = ()) -> dict[str, Any]:
+    """An egress rule allowing HTTPS (TCP 443) to ``cidrs``, or to any address when none is given (a
+    NetworkPolicy cannot name a host)."""
+    rule: dict[str, Any] = {}
+    if cidrs:
+        rule["to"] = [{"ipBlock": {"cidr": cidr}} for cidr in cidrs]
+    rule["ports"] = [{"protocol": "TCP", "port": HTTPS_PORT}]
+    return rule
+
+
+def pod_security_context(user: int, *, fs_group: bool = False) -> dict[str, Any]:
+    """Pod security context: non-root as uid and gid ``user``, seccomp RuntimeDefault; with ``fs_group``
+    the pod's volumes are made writable by that gid too."""
+    context: dict[str, Any] = {"runAsNonRoot": True, "runAsUser": user, "runAsGroup": user}
+    if fs_group:
+        context["fsGroup"] = user
+    context["seccompProfile"] = {"type": "RuntimeDefault"}
+    return context
+
+
+def restricted_security_context(*, read_only_root_filesystem: bool = False) -> dict[str, Any]:
+    """Container security context meeting the Pod Security "restricted" profile; optionally with a
+    read-only root filesystem (the container then writes only to its volumes)."""
+    context: dict[str, Any] = {
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
         "runAsNonRoot": True,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+    if read_only_root_filesystem:
+        context["readOnlyRootFilesystem"] = True
+    return context
+
+
+def http_probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
+    """An HTTP GET probe of ``path`` on the container's port named ``http``, 5 s per attempt."""
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": 5,
+        "failureThreshold": failures,
+    }
+
+
+def tmp_volume() -> dict[str, Any]:
+    """An emptyDir for /tmp: containers with a read-only root filesystem write their scratch files there."""
+    return {"name": "tmp", "emptyDir": {}}
+
+
+def tmp_mount() -> dict[str, Any]:
+    return {"name": "tmp", "mountPath": "/tmp"}
 
 
 def to_yaml(objects: list[Manifest]) -> str:

@@ -1,27 +1,9 @@
-"""RoutePolicy -> the LiteLLM proxy gateway: its config (ConfigMap), Deployment, ServiceAccount, Service and
-NetworkPolicy, given the backends the controller resolved as eligible (see :mod:`modelyard.render.routing`).
+"""RoutePolicy -> the Kubernetes objects of its gateway: ServiceAccount, ConfigMap (the engine's compiled
+config), Service, NetworkPolicy and Deployment, given the backends the controller resolved as eligible (see
+:mod:`modelyard.render.routing` and :mod:`modelyard.render.targets`).
 
-LiteLLM config, as the pinned proxy reads it:
-
-- one deployment per backend in ``model_list``; self-hosted backends as ``openai/<served name>`` with the
-  ModelDeployment's Service as ``api_base``; Bedrock as ``bedrock/<model id>`` with ``aws_region_name`` and,
-  when known, the VPC endpoint as ``aws_bedrock_runtime_endpoint``; Azure as ``azure/<deployment>`` with
-  ``api_base`` and ``api_version``;
-- keyless auth passes no credential at all: with no ``aws_*`` credential parameter LiteLLM asks boto3's
-  default chain, which exchanges the IRSA web identity token (``AWS_ROLE_ARN``,
-  ``AWS_WEB_IDENTITY_TOKEN_FILE``) with STS or asks the EKS Pod Identity agent, and signs each Converse /
-  InvokeModel request (SigV4) for the endpoint's own host; with
-  ``litellm_settings.enable_azure_ad_token_refresh`` and no ``api_key`` it takes an azure-identity
-  DefaultAzureCredential, whose WorkloadIdentityCredential exchanges ``AZURE_FEDERATED_TOKEN_FILE`` for an
-  Entra token (Cognitive Services scope), sent as the bearer. tests/gateway/test_provider_auth.py runs
-  exactly that against STS and Entra fakes. Static keys are ``os.environ/`` references to env vars filled
-  from Secrets, so the ConfigMap never holds a secret value;
-- fallback routes: one model group per backend, the first named after the route, and
-  ``router_settings.fallbacks`` listing the others in priority order (tried in order after ``num_retries``);
-- weighted routes: every backend in the route's group with ``weight`` (``simple-shuffle`` picks by weight).
-
-A name the config does not hold is refused (400), so a route left out fails closed; the proxy also accepts a
-configured deployment's ``model_info.id`` or ``litellm_params.model``, which reach only eligible backends.
+The data plane is an engine behind :class:`GatewayEngine`: LiteLLM's proxy (:data:`LITELLM`, its config
+compiler in :mod:`modelyard.render.litellm`) is the one modelyard runs.
 """
 
 from __future__ import annotations
@@ -32,28 +14,32 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import yaml
-
-from modelyard.api.model_deployment import ModelDeployment
-from modelyard.api.provider_binding import AwsAuthType, AzureAuthType, ProviderBinding
-from modelyard.api.route_policy import Backend, Limits, Route, RoutePolicy, Strategy
+from modelyard.api.route_policy import RoutePolicy
 
 from .common import (
     GATEWAY_COMPONENT,
     Manifest,
+    cluster_ip_service,
     dns_egress,
+    http_probe,
+    https_egress,
     labels,
     metadata,
+    network_policy,
+    pod_security_context,
     restricted_security_context,
     selector_labels,
     spec_hash,
     stamp_content_hashes,
+    tmp_mount,
+    tmp_volume,
 )
-from .identity import AWS_SECRET_KEYS, AZURE_SECRET_KEY, IdentityWiring, static_env_name
+from .identity import IdentityWiring
 from .identity import service_account as identity_service_account
+from .litellm import MASTER_KEY_ENV, compile_litellm_config, config_yaml
 from .model_deployment import PORT as MODEL_SERVER_PORT
 from .model_deployment import SERVER as MODEL_SERVER
-from .model_deployment import endpoint as model_deployment_endpoint
+from .targets import ResolvedRoute, SelfHostedTarget
 
 KIND = "RoutePolicy"
 #: The LiteLLM release the gateway runs (the non-root variant of the official image); `make tools` installs
@@ -69,103 +55,9 @@ RUN_AS_USER = 65534
 CONFIG_DIR = "/etc/litellm"
 CONFIG_KEY = "config.yaml"
 CONFIG_HASH_ANNOTATION = "modelyard.dev/config-hash"
-MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 MASTER_KEY_SECRET_KEY = "masterKey"
 #: Pods with this label, in any namespace, may call the gateway (besides every pod of its namespace).
 GATEWAY_CLIENT_LABEL = "modelyard.dev/gateway-client"
-#: Self-hosted engines run without --api-key (their NetworkPolicy admits only gateways); LiteLLM's openai/
-#: provider still wants a non-empty key, so it gets this non-secret placeholder.
-NO_API_KEY = "unused"
-#: Separates a route's name from its fallback group number; route names cannot contain it.
-FALLBACK_SEPARATOR = "@fallback-"
-_SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-
-
-@dataclass(frozen=True, slots=True)
-class SelfHostedTarget:
-    """A ModelDeployment, reached through its Service."""
-
-    name: str
-    namespace: str
-    served_model: str
-
-    @property
-    def api_base(self) -> str:
-        return model_deployment_endpoint(self.name, self.namespace)
-
-
-@dataclass(frozen=True, slots=True)
-class BedrockTarget:
-    """A Bedrock model of a ProviderBinding."""
-
-    binding: str
-    region: str
-    model_id: str
-    auth: AwsAuthType
-    #: The bedrock-runtime VPC endpoint's URL, when known; None uses the regional name, which resolves to the
-    #: endpoint when its private DNS is on.
-    runtime_endpoint: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AzureTarget:
-    """An Azure OpenAI deployment of a ProviderBinding."""
-
-    binding: str
-    endpoint: str
-    api_version: str
-    deployment: str
-    auth: AzureAuthType
-
-
-Target = SelfHostedTarget | BedrockTarget | AzureTarget
-
-
-@dataclass(frozen=True, slots=True)
-class ResolvedBackend:
-    """One eligible backend of a route, as the controller resolved it."""
-
-    key: str  #: Backend.key, e.g. ProviderBinding/bedrock-eu/meta.llama3-1-70b-instruct-v1:0
-    target: Target
-    weight: int | None = None
-    #: Where the provider's private endpoint lives; empty when unknown (egress then allows any HTTPS).
-    egress_cidrs: tuple[str, ...] = ()
-
-    @classmethod
-    def from_model_deployment(cls, backend: Backend, md: ModelDeployment, namespace: str) -> ResolvedBackend:
-        target = SelfHostedTarget(md.metadata.name, namespace, md.spec.model.name)
-        return cls(key=backend.key, target=target, weight=backend.weight)
-
-    @classmethod
-    def from_provider_binding(
-        cls,
-        backend: Backend,
-        binding: ProviderBinding,
-        *,
-        runtime_endpoint: str | None = None,
-        egress_cidrs: tuple[str, ...] = (),
-    ) -> ResolvedBackend:
-        """Raises ValueError when ``backend.model`` is not listed in the binding (routing rejects such a
-        backend first)."""
-        spec, name, model = binding.spec, binding.metadata.name, str(backend.model)
-        if model not in binding_models(binding):
-            raise ValueError(f"model {model} not listed in ProviderBinding {name}")
-        target: Target
-        if spec.bedrock is not None:
-            target = BedrockTarget(name, spec.bedrock.region, model, spec.bedrock.auth.type, runtime_endpoint)
-        else:
-            azure = spec.azure_open_ai
-            assert azure is not None
-            target = AzureTarget(name, azure.endpoint.rstrip("/"), azure.api_version, model, azure.auth.type)
-        return cls(key=backend.key, target=target, weight=backend.weight, egress_cidrs=egress_cidrs)
-
-
-@dataclass(frozen=True, slots=True)
-class ResolvedRoute:
-    """A route and its eligible backends, in priority order; none means the route is left out."""
-
-    route: Route
-    backends: tuple[ResolvedBackend, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,12 +75,16 @@ class GatewayEngine:
     env: tuple[tuple[str, str], ...] = ()  #: fixed, non-secret environment
 
 
-def binding_models(binding: ProviderBinding) -> list[str]:
-    """What routes may name in ``model`` for this binding: Bedrock model ids or Azure deployment names."""
-    if binding.spec.bedrock is not None:
-        return list(binding.spec.bedrock.models)
-    assert binding.spec.azure_open_ai is not None
-    return [d.name for d in binding.spec.azure_open_ai.deployments]
+LITELLM = GatewayEngine(
+    name="litellm",
+    image=LITELLM_IMAGE,
+    port=PORT,
+    compile=compile_litellm_config,
+    args=("--config", f"{CONFIG_DIR}/{CONFIG_KEY}", "--port", str(PORT)),
+    readiness_path="/health/readiness",
+    liveness_path="/health/liveliness",
+    env=(("LITELLM_LOCAL_MODEL_COST_MAP", "True"),),
+)
 
 
 def gateway_name(policy: str) -> str:
@@ -203,131 +99,6 @@ def master_key_secret(policy: str) -> str:
 def gateway_endpoint(policy: str, namespace: str) -> str:
     """The gateway's OpenAI-compatible base URL (the RoutePolicy's status.endpoint)."""
     return f"http://{gateway_name(policy)}.{namespace}.svc:{PORT}/v1"
-
-
-# --- LiteLLM config ------------------------------------------------------------------------------
-
-
-def compile_litellm_config(policy: RoutePolicy, routes: Sequence[ResolvedRoute]) -> dict[str, Any]:
-    """The LiteLLM proxy config for the routes that have an eligible backend, in their given order."""
-    served = [r for r in routes if r.backends]
-    limits = policy.spec.limits
-    router: dict[str, Any] = {"routing_strategy": "simple-shuffle"}
-    fallbacks = [
-        _fallbacks(r) for r in served if r.route.strategy is Strategy.FALLBACK and len(r.backends) > 1
-    ]
-    if fallbacks:
-        router["fallbacks"] = fallbacks
-    config: dict[str, Any] = {
-        "model_list": [entry for r in served for entry in _model_entries(r, limits)],
-        "router_settings": router,
-    }
-    if any(_azure_keyless(b.target) for r in served for b in r.backends):
-        config["litellm_settings"] = {"enable_azure_ad_token_refresh": True}
-    config["general_settings"] = {"master_key": _env_ref(MASTER_KEY_ENV)}
-    return config
-
-
-def config_yaml(config: dict[str, Any]) -> str:
-    """The config as the ConfigMap holds it: deterministic YAML. libyaml's emitter when PyYAML has it (its
-    wheels do), about 4 times faster than the pure-Python one: the operator compiles every RoutePolicy that
-    references a backend each time the backend's status changes. Both give the same data, and for configs
-    like these the same text (they lay out keys of 128 characters or more and long escaped strings
-    differently)."""
-    return yaml.dump(config, Dumper=_SAFE_DUMPER, sort_keys=False, default_flow_style=False, width=120)
-
-
-LITELLM = GatewayEngine(
-    name="litellm",
-    image=LITELLM_IMAGE,
-    port=PORT,
-    compile=compile_litellm_config,
-    args=("--config", f"{CONFIG_DIR}/{CONFIG_KEY}", "--port", str(PORT)),
-    readiness_path="/health/readiness",
-    liveness_path="/health/liveliness",
-    env=(("LITELLM_LOCAL_MODEL_COST_MAP", "True"),),
-)
-
-
-def _group(route: Route, index: int) -> str:
-    """The model group serving the route's backend at ``index`` under the fallback strategy."""
-    return route.model if index == 0 else f"{route.model}{FALLBACK_SEPARATOR}{index}"
-
-
-def _fallbacks(resolved: ResolvedRoute) -> dict[str, list[str]]:
-    route = resolved.route
-    return {route.model: [_group(route, i) for i in range(1, len(resolved.backends))]}
-
-
-def _model_entries(resolved: ResolvedRoute, limits: Limits) -> list[dict[str, Any]]:
-    route = resolved.route
-    weighted = route.strategy is Strategy.WEIGHTED
-    return [
-        {
-            "model_name": route.model if weighted else _group(route, index),
-            "litellm_params": _litellm_params(backend, route, limits, weighted=weighted),
-            "model_info": {"id": f"{route.model}:{backend.key}"},
-        }
-        for index, backend in enumerate(resolved.backends)
-    ]
-
-
-def _litellm_params(
-    backend: ResolvedBackend, route: Route, limits: Limits, *, weighted: bool
-) -> dict[str, Any]:
-    params = _target_params(backend.target)
-    params["timeout"] = route.timeout_seconds
-    params["num_retries"] = route.retries
-    if limits.requests_per_minute is not None:
-        params["rpm"] = limits.requests_per_minute
-    if limits.tokens_per_minute is not None:
-        params["tpm"] = limits.tokens_per_minute
-    if weighted:
-        params["weight"] = backend.weight
-    return params
-
-
-def _target_params(target: Target) -> dict[str, Any]:
-    if isinstance(target, SelfHostedTarget):
-        return {"model": f"openai/{target.served_model}", "api_base": target.api_base, "api_key": NO_API_KEY}
-    if isinstance(target, BedrockTarget):
-        return _bedrock_params(target)
-    return _azure_params(target)
-
-
-def _bedrock_params(target: BedrockTarget) -> dict[str, Any]:
-    """No credential parameter for keyless auth: LiteLLM then uses boto3's default credential chain."""
-    params: dict[str, Any] = {"model": f"bedrock/{target.model_id}", "aws_region_name": target.region}
-    if target.runtime_endpoint:
-        params["aws_bedrock_runtime_endpoint"] = target.runtime_endpoint
-    if target.auth is AwsAuthType.STATIC_SECRET:
-        for key in AWS_SECRET_KEYS:
-            params[key.lower()] = _env_ref(static_env_name(target.binding, key))
-    return params
-
-
-def _azure_params(target: AzureTarget) -> dict[str, Any]:
-    """No api_key for workload identity: LiteLLM then fetches Entra ID tokens itself
-    (``enable_azure_ad_token_refresh``)."""
-    params: dict[str, Any] = {
-        "model": f"azure/{target.deployment}",
-        "api_base": target.endpoint,
-        "api_version": target.api_version,
-    }
-    if target.auth is AzureAuthType.STATIC_SECRET:
-        params["api_key"] = _env_ref(static_env_name(target.binding, AZURE_SECRET_KEY))
-    return params
-
-
-def _azure_keyless(target: Target) -> bool:
-    return isinstance(target, AzureTarget) and target.auth is AzureAuthType.WORKLOAD_IDENTITY
-
-
-def _env_ref(name: str) -> str:
-    return f"os.environ/{name}"
-
-
-# --- Kubernetes objects --------------------------------------------------------------------------
 
 
 def render_gateway(
@@ -398,18 +169,7 @@ class _Gateway:
         }
 
     def service(self) -> Manifest:
-        return {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": self._meta(self.name),
-            "spec": {
-                "type": "ClusterIP",
-                "selector": self._selector(),
-                "ports": [
-                    {"name": "http", "port": self.engine.port, "targetPort": "http", "protocol": "TCP"}
-                ],
-            },
-        }
+        return cluster_ip_service(self._meta(self.name), self._selector(), self.engine.port)
 
     def network_policy(self) -> Manifest:
         """Ingress on the gateway port from every pod of the namespace and from pods labelled
@@ -419,17 +179,8 @@ class _Gateway:
             {"podSelector": {}},
             {"namespaceSelector": {}, "podSelector": {"matchLabels": {GATEWAY_CLIENT_LABEL: "true"}}},
         ]
-        return {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": self._meta(self.name),
-            "spec": {
-                "podSelector": {"matchLabels": self._selector()},
-                "policyTypes": ["Ingress", "Egress"],
-                "ingress": [{"from": clients, "ports": [{"protocol": "TCP", "port": self.engine.port}]}],
-                "egress": self._egress(),
-            },
-        }
+        ingress = [{"from": clients, "ports": [{"protocol": "TCP", "port": self.engine.port}]}]
+        return network_policy(self._meta(self.name), self._selector(), ingress=ingress, egress=self._egress())
 
     def _egress(self) -> list[dict[str, Any]]:
         rules = [dns_egress(), *self._model_server_egress(), *self._provider_egress()]
@@ -450,13 +201,11 @@ class _Gateway:
         """HTTPS to the providers: only to their endpoints' CIDRs when every one is known, else anywhere
         (a NetworkPolicy cannot name a host; private DNS of the verified endpoints keeps traffic private)."""
         providers = [b for b in self.backends if not isinstance(b.target, SelfHostedTarget)]
-        https = [{"protocol": "TCP", "port": 443}]
         if not providers:
             return []
         if not all(b.egress_cidrs for b in providers):
-            return [{"ports": https}]
-        cidrs = sorted({cidr for b in providers for cidr in b.egress_cidrs})
-        return [{"to": [{"ipBlock": {"cidr": cidr}} for cidr in cidrs], "ports": https}]
+            return [https_egress()]
+        return [https_egress(sorted({cidr for b in providers for cidr in b.egress_cidrs}))]
 
     def deployment(self) -> Manifest:
         template_labels = {**self._labels(), **self.wiring.pod_labels}
@@ -481,16 +230,11 @@ class _Gateway:
         return {
             "serviceAccountName": self.wiring.service_account,
             "automountServiceAccountToken": False,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": RUN_AS_USER,
-                "runAsGroup": RUN_AS_USER,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
+            "securityContext": pod_security_context(RUN_AS_USER),
             "containers": [self._container()],
             "volumes": [
                 {"name": "config", "configMap": {"name": f"{self.name}-config"}},
-                {"name": "tmp", "emptyDir": {}},
+                tmp_volume(),
             ],
         }
 
@@ -502,14 +246,14 @@ class _Gateway:
             "args": list(engine.args),
             "ports": [{"name": "http", "containerPort": engine.port, "protocol": "TCP"}],
             "env": self._env(),
-            "startupProbe": _probe(engine.readiness_path, period=5, failures=60),
-            "readinessProbe": _probe(engine.readiness_path, period=10, failures=3),
-            "livenessProbe": _probe(engine.liveness_path, period=15, failures=5),
+            "startupProbe": http_probe(engine.readiness_path, period=5, failures=60),
+            "readinessProbe": http_probe(engine.readiness_path, period=10, failures=3),
+            "livenessProbe": http_probe(engine.liveness_path, period=15, failures=5),
             "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
-            "securityContext": {**restricted_security_context(), "readOnlyRootFilesystem": True},
+            "securityContext": restricted_security_context(read_only_root_filesystem=True),
             "volumeMounts": [
                 {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-                {"name": "tmp", "mountPath": "/tmp"},
+                tmp_mount(),
             ],
         }
 
@@ -521,11 +265,3 @@ class _Gateway:
             *copy.deepcopy(self.wiring.env),
         ]
 
-
-def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
-    return {
-        "httpGet": {"path": path, "port": "http"},
-        "periodSeconds": period,
-        "timeoutSeconds": 5,
-        "failureThreshold": failures,
-    }

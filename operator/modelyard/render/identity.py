@@ -26,7 +26,7 @@ from modelyard.api.provider_binding import (
     ProviderBinding,
 )
 
-from .common import COMPONENT_LABEL, GATEWAY_COMPONENT, MANAGED_BY, MANAGED_BY_LABEL, PART_OF, PART_OF_LABEL
+from .common import MANAGED_BY, MANAGED_BY_LABEL, gateway_labels, https_egress
 
 IRSA_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 IRSA_REGIONAL_STS_ANNOTATION = "eks.amazonaws.com/sts-regional-endpoints"
@@ -105,7 +105,7 @@ def _aws_wiring(name: str, bedrock: BedrockSpec) -> IdentityWiring:
         return IdentityWiring(
             sa_annotations={IRSA_ROLE_ANNOTATION: str(auth.role_arn), IRSA_REGIONAL_STS_ANNOTATION: "true"},
             env=(region,),
-            egress=(_https_anywhere(),),  # STS AssumeRoleWithWebIdentity
+            egress=(https_egress(),),  # STS AssumeRoleWithWebIdentity
         )
     if auth.type is AwsAuthType.POD_IDENTITY:
         return IdentityWiring(env=(region,), egress=(_pod_identity_agent(),))
@@ -122,7 +122,7 @@ def _azure_wiring(name: str, auth: AzureAuth) -> IdentityWiring:
                 AZURE_TENANT_ID_ANNOTATION: str(auth.tenant_id),
             },
             pod_labels={AZURE_USE_LABEL: "true"},
-            egress=(_https_anywhere(),),  # the Entra ID token endpoint, which has no private endpoint
+            egress=(https_egress(),),  # the Entra ID token endpoint, which has no private endpoint
         )
     assert auth.secret_ref is not None
     return IdentityWiring(env=(_secret_env(name, auth.secret_ref.name, AZURE_SECRET_KEY),))
@@ -133,10 +133,6 @@ def _secret_env(binding: str, secret: str, key: str) -> EnvVar:
         "name": static_env_name(binding, key),
         "valueFrom": {"secretKeyRef": {"name": secret, "key": key}},
     }
-
-
-def _https_anywhere() -> EgressRule:
-    return {"ports": [{"protocol": "TCP", "port": 443}]}
 
 
 def _pod_identity_agent() -> EgressRule:
@@ -199,11 +195,7 @@ def service_account(wiring: IdentityWiring, namespace: str | None) -> dict[str, 
     meta: dict[str, Any] = {"name": wiring.service_account}
     if namespace:
         meta["namespace"] = namespace
-    meta["labels"] = {
-        COMPONENT_LABEL: GATEWAY_COMPONENT,
-        PART_OF_LABEL: PART_OF,
-        MANAGED_BY_LABEL: MANAGED_BY,
-    }
+    meta["labels"] = {**gateway_labels(), MANAGED_BY_LABEL: MANAGED_BY}
     if wiring.sa_annotations:
         meta["annotations"] = dict(sorted(wiring.sa_annotations.items()))
     return {

@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from modelyard.api import ModelDeployment, ProviderBinding, RoutePolicy
+from modelyard.api.policy import ClusterPolicy
 from modelyard.errors import Infeasible, UserError
 from modelyard.manifests import Manifest
 from modelyard.planning.spec import plan_deployment
@@ -20,7 +21,7 @@ from .common import Manifest as Object
 from .gateway import render_gateway
 from .identity import identity_wiring, merge_wiring, service_account
 from .model_deployment import render_model_deployment
-from .routing import ClusterPolicy, resolve_routes
+from .routing import resolve_routes
 
 
 def render_manifests(manifests: Sequence[Manifest], policy: ClusterPolicy | None = None) -> list[Object]:

@@ -14,25 +14,15 @@ from dataclasses import dataclass, replace
 
 from modelyard.api.common import Condition, ConditionStatus, DataClassification
 from modelyard.api.model_deployment import ModelDeployment
+from modelyard.api.policy import ClusterPolicy
 from modelyard.api.provider_binding import ProviderBinding
 from modelyard.api.route_policy import Backend, RejectedBackend, Route, RoutePolicy, RouteStatus
 
-from .gateway import ResolvedBackend, ResolvedRoute, binding_models
+from .targets import ResolvedBackend, ResolvedRoute, binding_models
 
 NOT_FOUND = "not found"
 NOT_READY = "not Ready"
 STATIC_NOT_ALLOWED = "static credentials not allowed by cluster policy"
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterPolicy:
-    """Operator-wide rules (Helm values): what any route may use."""
-
-    allow_static_credentials: bool = False
-    #: Routes carrying this class or higher need private connectivity and keyless identity.
-    require_private_connectivity_from: DataClassification = DataClassification.CONFIDENTIAL
-    #: Regions managed providers may be in; empty allows every region.
-    allowed_regions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
