@@ -189,7 +189,11 @@ def test_the_chart_runs_the_operator_on_the_real_node_and_it_reconciles_every_ex
     assert inside["CapEff"] == "0000000000000000" and inside["CapBnd"] == "0000000000000000"
     assert inside["NoNewPrivs"] == "1"
     assert inside["root"] == "Read-only file system"
-    assert after.status.container_statuses[0].restart_count == 0
+    status = after.status.container_statuses[0]
+    if status.restart_count:  # say why: the terminated state, the events and the previous container's log
+        previous = core.read_namespaced_pod_log(pod.metadata.name, real_namespace, previous=True)
+        why = [(e.reason, e.message) for e in events]
+        pytest.fail(f"restarted: {status.last_state}\nevents: {why}\nprevious log:\n{previous[-4000:]}")
     assert _ready(after)
     assert not unhealthy, unhealthy
     assert "Read-only file system" not in log and "Permission denied" not in log, log[-3000:]

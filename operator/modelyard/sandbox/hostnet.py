@@ -106,11 +106,13 @@ class Leftovers:
         return ", ".join(parts)
 
 
-def run(argv: list[str], check: bool = True, input_text: str | None = None) -> str:
+def run(
+    argv: list[str], check: bool = True, input_text: str | None = None, timeout_s: float = 60.0
+) -> str:
     """Run a host tool; a UserError with its stderr when it fails and ``check`` is set."""
     try:
         result = subprocess.run(
-            argv, input=input_text, capture_output=True, text=True, timeout=60, check=False
+            argv, input=input_text, capture_output=True, text=True, timeout=timeout_s, check=False
         )
     except FileNotFoundError:
         raise UserError(f"{argv[0]} not found; run `make sandbox-bin` (hack/sandbox/node-deps.sh)") from None

@@ -285,11 +285,11 @@ class RealNode:
             wait_until(lambda: alive() and _coredns_ready(client), COREDNS_TIMEOUT_S, "CoreDNS to be ready")
             rest.result(timeout=IMPORT_TIMEOUT_S)
 
-    def ctr(self, *args: str, check: bool = True) -> str:
+    def ctr(self, *args: str, check: bool = True, timeout_s: float = 60.0) -> str:
         """Run ``ctr`` against the node's containerd in the CRI namespace."""
         socket = str(self.paths.containerd_socket)
         argv = [str(self.binary("ctr")), "--address", socket, "-n", "k8s.io", *args]
-        return hostnet.run(argv, check=check)
+        return hostnet.run(argv, check=check, timeout_s=timeout_s)
 
     def _containerd_ready(self) -> bool:
         if not self.paths.containerd_socket.exists():
@@ -309,7 +309,9 @@ class RealNode:
         for archive in archives:
             if set(_archive_tags(archive)) <= present:
                 continue
-            self.ctr("images", "import", *(() if unpack else ("--no-unpack",)), str(archive))
+            # The gateway's archive is ~1 GiB: on a busy machine its import takes minutes, not seconds.
+            options = () if unpack else ("--no-unpack",)
+            self.ctr("images", "import", *options, str(archive), timeout_s=IMPORT_TIMEOUT_S)
             imported.append(archive)
         return imported
 
