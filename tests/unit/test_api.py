@@ -86,6 +86,26 @@ def test_wire_format_is_camel_case_and_round_trips() -> None:
             "spec.serving.gpuMemoryUtilization: Input should be less",
         ),
         (md(sevring={}), "spec.sevring: Extra inputs are not permitted"),
+        (
+            md(model={"name": "x", "source": "hf://org/x", "endpointURL": "https://minio:9000"}),
+            "spec.model: endpointURL and region: only for s3:// sources",
+        ),
+        (
+            md(model={"name": "x", "source": "pvc://claim", "region": "eu-central-1"}),
+            "endpointURL and region: only for s3:// sources",
+        ),
+        (
+            md(model={"name": "x", "source": "s3://b/x", "endpointURL": "minio:9000"}),
+            "spec.model.endpointURL: String should match pattern",
+        ),
+        (
+            md(model={"name": "x", "source": "s3://b/x", "endpointURL": "https://minio:9000/bucket"}),
+            "spec.model.endpointURL: String should match pattern",
+        ),
+        (
+            md(model={"name": "x", "source": "s3://b/x", "endpointURL": "http://minio:70000"}),
+            "endpointURL: Port out of range",
+        ),
     ],
 )
 def test_model_deployment_errors_name_the_field(body: dict[str, Any], expected: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -390,3 +391,107 @@ def test_spec_hash_depends_on_content_not_on_object_identity() -> None:
     assert [o["metadata"]["annotations"][SPEC_HASH_ANNOTATION] for o in restamped] == [
         o["metadata"]["annotations"][SPEC_HASH_ANNOTATION] for o in first
     ]
+
+
+# --- s3:// downloads: web identity without the EKS webhook, S3-compatible endpoints ---------------------
+
+ROLE = "arn:aws:iam::123456789012:role/weights"
+
+
+def s3_download(**model: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The s3:// download pod's spec, its container's env by name, and the download NetworkPolicy's spec."""
+    body = {"name": "llama-3.1-8b-instruct", "source": "s3://weights/llama-3.1-8b", **model}
+    kinds = by_kind(render(md(model=body)))
+    pod = kinds["Job"][0]["spec"]["template"]["spec"]
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    (policy,) = [p["spec"] for p in kinds["NetworkPolicy"] if p["metadata"]["name"] == "llama-download"]
+    return pod, env, policy
+
+
+def test_s3_download_assumes_the_role_with_a_projected_token_as_the_eks_webhook_would() -> None:
+    pod, env, _ = s3_download(roleArn=ROLE, region="eu-central-1")
+    (container,) = pod["containers"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "aws-iam-token"]
+    (token,) = volume["projected"]["sources"]
+    assert token["serviceAccountToken"] == {"audience": "sts.amazonaws.com", "expirationSeconds": 3600,
+                                            "path": "token"}
+    mount = {"name": "aws-iam-token", "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount",
+             "readOnly": True}
+    assert mount in container["volumeMounts"]
+    assert env["AWS_ROLE_ARN"] == ROLE
+    assert env["AWS_WEB_IDENTITY_TOKEN_FILE"] == "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"
+    assert env["AWS_STS_REGIONAL_ENDPOINTS"] == "regional"
+    assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "eu-central-1"
+    # only the projected token: the API credentials stay unmounted
+    assert pod["automountServiceAccountToken"] is False
+    assert "AWS_ENDPOINT_URL" not in env
+
+
+def test_s3_download_without_a_role_mounts_no_token() -> None:
+    pod, env, _ = s3_download()
+    assert "AWS_ROLE_ARN" not in env and "AWS_REGION" not in env
+    assert all(v["name"] != "aws-iam-token" for v in pod["volumes"])
+    assert all(m["name"] != "aws-iam-token" for m in pod["containers"][0]["volumeMounts"])
+
+
+def test_hf_download_gets_no_aws_identity_even_with_a_role() -> None:
+    obj = md(model={"name": "llama-3.1-8b-instruct", "source": "hf://meta-llama/Llama-3.1-8B-Instruct",
+                    "revision": "0e9e39f", "roleArn": ROLE})
+    pod = by_kind(render(obj))["Job"][0]["spec"]["template"]["spec"]
+    assert all(v["name"] != "aws-iam-token" for v in pod["volumes"])
+    assert not any(e["name"].startswith("AWS_") for e in pod["containers"][0]["env"])
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "port"),
+    [
+        ("https://minio.storage.svc:9000", 9000),
+        ("http://10.250.0.1:5000/", 5000),
+        ("https://s3.internal.example", 443),
+        ("http://ceph-rgw.storage", 80),
+        ("http://[fd00::5]:7480", 7480),
+    ],
+)
+def test_s3_compatible_endpoint_is_the_only_port_the_download_may_reach(endpoint: str, port: int) -> None:
+    _, env, policy = s3_download(roleArn=ROLE, endpointURL=endpoint, region="us-east-1")
+    assert env["AWS_ENDPOINT_URL"] == endpoint  # the CLI sends S3 and STS calls there
+    dns, source = policy["egress"]
+    assert dns["ports"][0]["port"] == 53
+    assert source == {"ports": [{"protocol": "TCP", "port": port}]}
+
+
+def test_s3_endpoint_variants_validate_against_kubernetes_schemas() -> None:
+    obj = md(model={"name": "llama-3.1-8b-instruct", "source": "s3://weights/m", "roleArn": ROLE,
+                    "endpointURL": "http://10.250.0.1:5000", "region": "eu-central-1"})
+    for child in render(obj).all():
+        kubernetes_validate.validate(child, K8S_VERSION, strict=True)
+
+
+def test_s3_download_fails_at_once_on_errors_no_retry_fixes(tmp_path: Path) -> None:
+    """The CLI's "An error occurred (AccessDenied) ..." exits PERMANENT_FAILURE, which the Job's
+    podFailurePolicy turns into a failed Job at once; other errors keep the CLI's status (retried). The
+    rendered script runs in /bin/sh with a stand-in ``aws`` that prints the CLI's message and fails."""
+    pod, _, _ = s3_download(roleArn=ROLE)
+    script = pod["containers"][0]["command"][-1].replace("/tmp/", f"{tmp_path}/")
+    fake_aws = 'aws() { echo "$AWS_OUTPUT" >&2; return 1; }\n'
+    outputs = {
+        "AccessDenied": "An error occurred (AccessDenied) when calling the ListObjectsV2 operation: Denied",
+        "InvalidIdentityToken": "An error occurred (InvalidIdentityToken) when calling the "
+        "AssumeRoleWithWebIdentity operation: Incorrect token audience",
+        "NoSuchBucket": "An error occurred (NoSuchBucket) when calling the ListObjectsV2 operation",
+        "SlowDown": "An error occurred (SlowDown) when calling the GetObject operation: Reduce your rate",
+        "connect": 'Could not connect to the endpoint URL: "http://10.250.0.1:5000/weights"',
+    }
+    codes = {}
+    for name, output in outputs.items():
+        env = {"AWS_OUTPUT": output, "PATH": "/usr/bin:/bin", "SOURCE": "s3://w/m", "TARGET": "/nonexistent"}
+        result = subprocess.run(
+            ["/bin/sh", "-c", fake_aws + script], env=env, capture_output=True, text=True, check=False
+        )
+        assert output in result.stderr  # the CLI's message reaches the pod's log
+        codes[name] = result.returncode
+    assert codes == {"AccessDenied": 42, "InvalidIdentityToken": 42, "NoSuchBucket": 42, "SlowDown": 1,
+                     "connect": 1}
+    job = by_kind(render(md(model={"name": "llama-3.1-8b-instruct", "source": "s3://weights/m"})))["Job"][0]
+    rule = job["spec"]["podFailurePolicy"]["rules"][0]
+    assert rule["action"] == "FailJob" and rule["onExitCodes"]["values"] == [42]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -21,6 +22,8 @@ from .common import (
 
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"
 MODEL_SOURCE = r"^(hf|s3|pvc|ngc)://[^\s]+$"
+#: An S3-compatible endpoint: scheme, host (DNS name, IPv4 or bracketed IPv6) and optional port, no path.
+ENDPOINT_URL = r"^https?://([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?/?$"
 
 REPLICAS_XOR_AUTOSCALING = Rule(
     "!(has(self.replicas) && has(self.autoscaling))",
@@ -36,6 +39,10 @@ NIM_NOT_HF = Rule(
     "self.engine != 'nim' || !self.model.source.startsWith('hf://')",
     "model.source: NIM serves ngc://, s3:// or pvc:// sources, not hf://",
     ".model.source",
+)
+S3_ENDPOINT_NEEDS_S3 = Rule(
+    "(!has(self.endpointURL) && !has(self.region)) || self.source.startsWith('s3://')",
+    "endpointURL and region: only for s3:// sources",
 )
 MIN_LE_MAX = Rule(
     "!has(self.minReplicas) || self.minReplicas <= self.maxReplicas",
@@ -96,6 +103,8 @@ class ModelArchitecture(ApiModel):
 class ModelSpec(ApiModel):
     """Which model to serve and where its weights come from."""
 
+    model_config = cel_rules(S3_ENDPOINT_NEEDS_S3)
+
     name: str = Field(
         description="Name clients request (vLLM --served-model-name), e.g. llama-3.1-8b-instruct.",
         min_length=1,
@@ -124,11 +133,41 @@ class ModelSpec(ApiModel):
     )
     role_arn: str | None = Field(
         default=None,
-        description="For s3:// sources: the IAM role (IRSA) the download Job uses, annotated on the "
-        "model's ServiceAccount.",
+        description="For s3:// sources: the IAM role the download Job assumes with its pod's ServiceAccount "
+        "token (audience sts.amazonaws.com, AssumeRoleWithWebIdentity), wired into the pod as the EKS pod "
+        "identity webhook would (IRSA), so it works on any cluster whose issuer the role trusts; also "
+        "annotated on the model's ServiceAccount.",
         max_length=2048,
         pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$",
     )
+    endpoint_url: str | None = Field(
+        default=None,
+        alias="endpointURL",
+        description="For s3:// sources on an S3-compatible store (MinIO, Ceph RGW, on-premises S3): its URL, "
+        "e.g. https://minio.storage.svc:9000. The download Job's AWS CLI sends S3 and STS calls there "
+        "(AWS_ENDPOINT_URL), and its NetworkPolicy opens only this port (443 or 80 by scheme when none "
+        "is given). Unset: AWS S3 itself, over HTTPS.",
+        max_length=512,
+        pattern=ENDPOINT_URL,
+    )
+    region: str | None = Field(
+        default=None,
+        description="For s3:// sources: the region requests are signed for (AWS_REGION), e.g. eu-central-1, "
+        "or the region an S3-compatible store is configured with (MinIO's default is us-east-1).",
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$",
+    )
+
+    @model_validator(mode="after")
+    def _s3_only(self) -> ModelSpec:
+        if (self.endpoint_url is not None or self.region is not None) and self.scheme is not SourceScheme.S3:
+            raise ValueError(S3_ENDPOINT_NEEDS_S3.message)
+        if self.endpoint_url is not None:
+            try:  # the pattern allows 5 digits; urlsplit knows 65535 is the last port
+                _ = urlsplit(self.endpoint_url).port
+            except ValueError as exc:
+                raise ValueError(f"endpointURL: {exc}") from None
+        return self
 
     @property
     def scheme(self) -> SourceScheme:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from modelyard.catalog.providers import account_resource, foundation_model_id, inference_profile_geography
+from modelyard.render.web_identity import STS_AUDIENCE as STS_AUDIENCE  # noqa: PLC0414 (re-exported)
 
 from . import Check, CloudUnavailable
 from .network import Resolver, check_private
@@ -28,7 +29,6 @@ from .scrub import scrub
 if TYPE_CHECKING:
     from botocore.config import Config
 
-STS_AUDIENCE = "sts.amazonaws.com"
 SESSION_NAME = "modelyard-verify"
 SESSION_DURATION_S = 900  # the shortest STS allows: the credentials are used for one call
 #: Error codes that mean "ask again later", not a verdict.

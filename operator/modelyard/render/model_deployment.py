@@ -11,6 +11,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from modelyard.api.model_deployment import (
     AccessMode,
@@ -35,12 +36,19 @@ from .common import (
     spec_hash,
     stamp_content_hashes,
 )
+from .web_identity import region_env, token_mount, token_volume, web_identity_env
 
 KIND = "ModelDeployment"
 SERVER = "model-server"
 #: The download container's exit code for a failure no retry can fix (no such repository or revision, no
 #: access): the Job's podFailurePolicy fails the Job on it at once.
 PERMANENT_FAILURE = 42
+#: Error codes in the AWS CLI's output after which an s3:// download exits PERMANENT_FAILURE: STS refused the
+#: token or the role (AccessDenied on AssumeRoleWithWebIdentity, InvalidIdentityToken), or the role may not
+#: read the bucket, or there is no such bucket. Throttling, timeouts and 5xx stay retryable.
+S3_PERMANENT_ERRORS = ("AccessDenied", "InvalidIdentityToken", "NoSuchBucket", "InvalidAccessKeyId")
+#: Ports an S3 endpoint URL without one listens on, by scheme.
+DEFAULT_PORTS = {"https": 443, "http": 80}
 DOWNLOADER = "model-download"
 PORT = 8000
 CACHE_MOUNT = "/models"
@@ -239,10 +247,15 @@ class _Context:
         return f"{self.name}-download-{source}"
 
     def download_job(self) -> Manifest:
+        web_identity = self._web_identity()
         container = {
             "name": "download",
             **self._download_command(),
-            "volumeMounts": [{"name": "weights", "mountPath": CACHE_MOUNT}, _tmp_mount()],
+            "volumeMounts": [
+                {"name": "weights", "mountPath": CACHE_MOUNT},
+                _tmp_mount(),
+                *([token_mount()] if web_identity else []),
+            ],
             "securityContext": {**restricted_security_context(), "readOnlyRootFilesystem": True},
             "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "8Gi"}},
         }
@@ -278,7 +291,11 @@ class _Context:
                         **self._placement(),
                         "imagePullSecrets": self._pull_secrets(),
                         "containers": [container],
-                        "volumes": [self._weights_volume(read_only=False), _tmp_volume()],
+                        "volumes": [
+                            self._weights_volume(read_only=False),
+                            _tmp_volume(),
+                            *([token_volume()] if web_identity else []),
+                        ],
                     },
                 },
             },
@@ -317,12 +334,19 @@ class _Context:
             env += self._secret_env("HF_TOKEN")
             return {"image": self._engine_image(), "command": ["python3", "-c", script], "env": env}
         if model.scheme is SourceScheme.S3:
+            if model.role_arn is not None:
+                env += web_identity_env(model.role_arn, model.region)
+            else:
+                env += region_env(model.region)
+            if model.endpoint_url is not None:
+                env.append({"name": "AWS_ENDPOINT_URL", "value": model.endpoint_url})
             return {
                 "image": self.images.aws_cli,
                 "command": [
                     "/bin/sh",
                     "-c",
-                    'aws s3 sync --only-show-errors "$SOURCE" "$TARGET" '
+                    _S3_SYNC_SH
+                    + "true "
                     + "".join(_fetch_encoding_sh(e) for e in encodings)
                     + f'&& touch "$TARGET/{COMPLETE_MARKER}"',
                 ],
@@ -334,6 +358,10 @@ class _Context:
             "args": ["download-to-cache", "--profiles", nim_profile(self.spec, self.plan)],
             "env": [*env, {"name": "NIM_CACHE_PATH", "value": target}, *self._secret_env("NGC_API_KEY")],
         }
+
+    def _web_identity(self) -> bool:
+        """Whether the download pod assumes ``spec.model.roleArn`` with its own ServiceAccount token."""
+        return self.spec.model.scheme is SourceScheme.S3 and self.spec.model.role_arn is not None
 
     def _secret_env(self, name: str) -> list[dict[str, Any]]:
         ref = self.spec.model.credentials_secret_ref
@@ -593,8 +621,9 @@ class _Context:
         }
 
     def download_network_policy(self) -> Manifest:
-        """Download Job pods: no ingress; egress to DNS and HTTPS (the model source), only while the Job's
-        pods run: the policy selects nothing once they have finished."""
+        """Download Job pods: no ingress; egress to DNS and the model source's port, only while the Job's
+        pods run: the policy selects nothing once they have finished. The source's port is 443 (the hub, NGC,
+        AWS S3 and STS), or the port of ``spec.model.endpointURL`` (which serves STS too)."""
         return {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",
@@ -602,9 +631,21 @@ class _Context:
             "spec": {
                 "podSelector": {"matchLabels": self._selector(DOWNLOADER)},
                 "policyTypes": ["Ingress", "Egress"],
-                "egress": [dns_egress(), {"ports": [{"protocol": "TCP", "port": 443}]}],
+                "egress": [dns_egress(), {"ports": [{"protocol": "TCP", "port": self._source_port()}]}],
             },
         }
+
+    def _source_port(self) -> int:
+        endpoint_url = self.spec.model.endpoint_url
+        if endpoint_url is None or self.spec.model.scheme is not SourceScheme.S3:
+            return 443
+        return endpoint_port(endpoint_url)
+
+
+def endpoint_port(url: str) -> int:
+    """The TCP port of an endpoint URL: its explicit port, else 443 for https and 80 for http."""
+    parsed = urlsplit(url)
+    return parsed.port or DEFAULT_PORTS[parsed.scheme]
 
 
 def _plan_fields(plan: Plan) -> dict[str, Any]:
@@ -649,6 +690,17 @@ _FETCH_ENCODINGS_PY = (
     "    if hashlib.sha256(data).hexdigest() != digest:\n"
     "        sys.exit(f'{name}: sha256 mismatch')\n"
     "    (encodings / name).write_bytes(data)\n"
+)
+
+
+#: The s3:// download's sync, first line of its script: the CLI's errors go to the log, and an error no
+#: retry can fix (:data:`S3_PERMANENT_ERRORS`, as the CLI prints them: "An error occurred (AccessDenied)
+#: when calling ...") exits PERMANENT_FAILURE.
+_S3_SYNC_SH = (
+    'aws s3 sync --only-show-errors "$SOURCE" "$TARGET" 2>/tmp/aws-errors || { status=$?; '
+    "cat /tmp/aws-errors >&2; "
+    f"grep -qE '\\(({'|'.join(S3_PERMANENT_ERRORS)})\\)' /tmp/aws-errors && exit {PERMANENT_FAILURE}; "
+    "exit $status; }\n"
 )
 
 
