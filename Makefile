@@ -45,9 +45,10 @@ sandbox-down: install ## stop the demo's operator and local clouds (if any) and 
 	  if [ -f .sandbox/$$p.pid ]; then kill $$(cat .sandbox/$$p.pid) 2>/dev/null || true; fi; done
 	@modelyard sandbox down
 
-lint: install
-	@ruff check operator tests benchmarks
+lint: install ## ruff, mypy --strict, and the import layering (hack/layers.py --graph prints the graph)
+	@ruff check operator tests benchmarks hack/layers.py
 	@mypy operator/modelyard
+	@python hack/layers.py
 
 crds: install ## regenerate crds/ and the chart's copy from the API models
 	@modelyard crds --output-dir crds

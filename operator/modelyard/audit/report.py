@@ -26,7 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from modelyard.api import GROUP, KINDS, VERSION
+from modelyard.api import KINDS
 from modelyard.api.common import DataClassification, Finding, Severity
 from modelyard.api.model_deployment import ModelDeployment
 from modelyard.api.policy import ClusterPolicy
@@ -44,7 +44,6 @@ from .model_deployment import describe_peer, model_deployment_findings, revision
 from .route_policy import binding_region, binding_region_findings, route_policy_findings
 
 SCHEMA_VERSION = "modelyard.dev/audit/v1"
-TIMEOUT_S = 30
 SEVERITY_RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2}
 
 
@@ -157,31 +156,28 @@ def from_files(target: Path, policy: ClusterPolicy) -> Report:
     return build_report(sources, policy, Mode.FILES, target=str(target), base=base)
 
 
-def from_cluster(api: Any, policy: ClusterPolicy) -> Report:
-    """The report on every modelyard object of the cluster behind ``api`` (a ``kubernetes`` ApiClient), all
-    namespaces, read-only: the three kinds and the metadata of NetworkPolicies. Nothing else is read (no
-    Secret, ever)."""
-    from kubernetes import client  # noqa: PLC0415 - ~60 MiB the operator (which imports this package) never needs
-
-    sources, skipped = _list_objects(client.CustomObjectsApi(api))
-    policies = client.NetworkingV1Api(api).list_network_policy_for_all_namespaces(_request_timeout=TIMEOUT_S)
-    metadata = [
-        {"namespace": p.metadata.namespace, "labels": p.metadata.labels or {}} for p in policies.items
-    ]
-    return build_report(sources, policy, Mode.CLUSTER, network_policies=metadata, skipped=skipped)
+def from_cluster(
+    listed: Mapping[str, Iterable[Mapping[str, Any]]],
+    network_policies: Iterable[Mapping[str, Any]],
+    policy: ClusterPolicy,
+) -> Report:
+    """The report on every modelyard object a cluster listed (all namespaces; the bodies of each kind, keyed
+    by kind) and the metadata (namespace, labels) of its NetworkPolicies. Reading them is the caller's:
+    ``modelyard audit`` reads nothing else (no Secret, ever)."""
+    sources, skipped = _parse_listed(listed)
+    return build_report(sources, policy, Mode.CLUSTER, network_policies=network_policies, skipped=skipped)
 
 
-def _list_objects(custom: Any) -> tuple[list[Source], list[str]]:
-    """Every valid object of the three kinds in all namespaces, and a reason for each invalid one (its
-    controller reports it as InvalidSpec; the audit goes on with the rest)."""
+def _parse_listed(listed: Mapping[str, Iterable[Mapping[str, Any]]]) -> tuple[list[Source], list[str]]:
+    """Every valid object of the three kinds, and a reason for each invalid one (its controller reports it
+    as InvalidSpec; the audit goes on with the rest)."""
     sources, skipped = [], []
-    for kind, cls in KINDS.items():
-        listed = custom.list_cluster_custom_object(GROUP, VERSION, cls.PLURAL, _request_timeout=TIMEOUT_S)
-        for body in sorted(listed.get("items", []), key=_sort_key):
+    for kind in KINDS:
+        for body in sorted(listed.get(kind, []), key=_sort_key):
             meta = body.get("metadata", {})
             try:
                 sources.append(
-                    Source(parse_object(body, f"{meta.get('namespace')}/{kind}/{meta.get('name')}"))
+                    Source(parse_object(dict(body), f"{meta.get('namespace')}/{kind}/{meta.get('name')}"))
                 )
             except UserError as exc:
                 skipped.append(str(exc))

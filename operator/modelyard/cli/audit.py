@@ -12,8 +12,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from modelyard.api import GROUP, KINDS, VERSION
 from modelyard.api.common import Severity
 from modelyard.api.policy import ClusterPolicy
 from modelyard.audit.output import to_json, to_sarif, to_table
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]
 
 FORMATS = ("table", "json", "sarif")
+TIMEOUT_S = 30
 
 
 def register(commands: Commands) -> None:
@@ -72,13 +74,32 @@ def _cluster_report(policy: ClusterPolicy) -> Report:
     except (ConfigException, OSError) as exc:
         raise UserError(f"no usable kubeconfig ({_first_line(exc)}); use -f to audit files") from None
     try:
-        return from_cluster(api, policy)
+        return from_cluster(*_read_cluster(api), policy)
     except ApiException as exc:
         raise UserError(f"the cluster answered {exc.status} {exc.reason}") from None
     except HTTPError as exc:
         raise UserError(f"cannot reach the cluster: {_first_line(exc)}") from None
     finally:
         api.close()
+
+
+def _read_cluster(api: Any) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+    """What the audit reads of the cluster behind ``api`` (a ``kubernetes`` ApiClient), all namespaces:
+    the three kinds, and the namespace and labels of each NetworkPolicy. Nothing else (no Secret, ever)."""
+    from kubernetes import client  # noqa: PLC0415 - see _cluster_report
+
+    custom = client.CustomObjectsApi(api)
+    listed = {
+        kind: custom.list_cluster_custom_object(GROUP, VERSION, cls.PLURAL, _request_timeout=TIMEOUT_S).get(
+            "items", []
+        )
+        for kind, cls in KINDS.items()
+    }
+    policies = client.NetworkingV1Api(api).list_network_policy_for_all_namespaces(_request_timeout=TIMEOUT_S)
+    metadata = [
+        {"namespace": p.metadata.namespace, "labels": p.metadata.labels or {}} for p in policies.items
+    ]
+    return listed, metadata
 
 
 def _first_line(exc: BaseException) -> str:
