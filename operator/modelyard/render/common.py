@@ -156,14 +156,19 @@ def dns_egress() -> dict[str, Any]:
     }
 
 
-def https_egress(cidrs: Sequence[str] = ()) -> dict[str, Any]:
-    """An egress rule allowing HTTPS (TCP 443) to ``cidrs``, or to any address when none is given (a
+def tcp_egress(port: int, cidrs: Sequence[str] = ()) -> dict[str, Any]:
+    """An egress rule allowing TCP ``port`` to ``cidrs``, or to any address when none is given (a
     NetworkPolicy cannot name a host)."""
     rule: dict[str, Any] = {}
     if cidrs:
         rule["to"] = [{"ipBlock": {"cidr": cidr}} for cidr in cidrs]
-    rule["ports"] = [{"protocol": "TCP", "port": HTTPS_PORT}]
+    rule["ports"] = [{"protocol": "TCP", "port": port}]
     return rule
+
+
+def https_egress(cidrs: Sequence[str] = ()) -> dict[str, Any]:
+    """An egress rule allowing HTTPS (TCP 443) to ``cidrs``, or to any address when none is given."""
+    return tcp_egress(HTTPS_PORT, cidrs)
 
 
 def pod_security_context(user: int, *, fs_group: bool = False) -> dict[str, Any]:
