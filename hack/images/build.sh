@@ -7,6 +7,7 @@
 #   operator            <chart image.repository>:<appVersion>      the project's own Dockerfile, on the base
 #   gateway             modelyard.render.gateway.LITELLM_IMAGE     litellm[proxy]==LITELLM_VERSION from PyPI
 #   test-model-server   localhost/modelyard/test-model-server:<h>  test-model-server/, Python stdlib only
+#   aws-cli             localhost/modelyard/aws-cli:<h>            awscli (v1, pinned in aws-cli.Containerfile) from PyPI
 #
 # Each image is one docker-archive tarball (RepoTags = its reference, so `ctr -n k8s.io images import` names
 # it) under ${MODELYARD_CACHE:-$HOME/.cache/modelyard}/images/, named after a hash of its inputs: an image
@@ -246,6 +247,14 @@ build_test_model_server() {
     --file "$here/test-model-server/Containerfile"
 }
 
+build_aws_cli() {
+  local hash ref
+  hash="$(hash_inputs "$base_hash" hack/images/aws-cli.Containerfile)"
+  ref="localhost/modelyard/aws-cli:$hash"
+  done_or_build aws-cli "$ref" "$hash" && return
+  buildah_image aws-cli "$ref" "$here" --file "$here/aws-cli.Containerfile"
+}
+
 write_index() {
   local role entries=()
   for role in "$@"; do
@@ -271,7 +280,7 @@ EOF
 
 main() { # main [ROLE...]: every image by default
   local roles=("$@") role
-  ((${#roles[@]})) || roles=(pause base operator gateway test-model-server coredns)
+  ((${#roles[@]})) || roles=(pause base operator gateway test-model-server aws-cli coredns)
   if ((EUID != 0)); then
     echo "make images needs root (apt-get, mmdebstrap's chroot, buildah's storage)" >&2
     exit 2
@@ -286,7 +295,7 @@ main() { # main [ROLE...]: every image by default
   for role in "${roles[@]}"; do
     case "$role" in
       base) build_base ;;
-      operator | gateway | test-model-server)
+      operator | gateway | test-model-server | aws-cli)
         [[ -n "${base_hash:-}" ]] || { build_base && built base; }
         "build_${role//-/_}"
         ;;

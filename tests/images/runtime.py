@@ -123,6 +123,8 @@ class Container:
     tmpfs: Sequence[str] = ()  #: emptyDir mount paths
     files: Mapping[str, bytes] = field(default_factory=dict)  #: read-only files at these paths
     binds: Mapping[str, Path] = field(default_factory=dict)  #: host files bound read-only at these paths
+    #: host directories standing in for volumes (a claim, a projected token): path -> (directory, read-only)
+    volumes: Mapping[str, tuple[Path, bool]] = field(default_factory=dict)
 
     @classmethod
     def from_manifest(
@@ -134,9 +136,11 @@ class Container:
         config_maps: Mapping[str, Mapping[str, str]] | None = None,
         secrets: Mapping[str, Mapping[str, str]] | None = None,
         fields: Mapping[str, str] | None = None,
+        host_dirs: Mapping[str, Path] | None = None,
     ) -> Container:
         """A rendered pod's container: command, args, env (values, Secret and field references), the user
-        and security context (container over pod), emptyDir and ConfigMap volumes."""
+        and security context (container over pod), emptyDir and ConfigMap volumes, and any other volume
+        named in ``host_dirs`` as that host directory (read-only when the mount says so)."""
         env: dict[str, str] = {}
         for item in container.get("env", []):
             source = item.get("valueFrom")
@@ -158,9 +162,13 @@ class Container:
         volumes = {v["name"]: v for v in pod.get("volumes", [])}
         tmpfs: list[str] = []
         files: dict[str, bytes] = {}
+        directories: dict[str, tuple[Path, bool]] = {}
         for mount in container.get("volumeMounts", []):
             volume = volumes[mount["name"]]
-            if "emptyDir" in volume:
+            if mount["name"] in (host_dirs or {}):
+                host_dir = (host_dirs or {})[mount["name"]]
+                directories[mount["mountPath"]] = (host_dir, bool(mount.get("readOnly")))
+            elif "emptyDir" in volume:
                 tmpfs.append(mount["mountPath"])
             elif "configMap" in volume:
                 data = (config_maps or {})[volume["configMap"]["name"]]
@@ -177,6 +185,7 @@ class Container:
             read_only_root=bool(context.get("readOnlyRootFilesystem")),
             tmpfs=tmpfs,
             files=files,
+            volumes=directories,
         )
 
 
@@ -269,6 +278,11 @@ def runtime_config(container: Container, rootfs: Path, netns: Netns, scratch: Pa
     for destination, host_path in sorted(container.binds.items()):
         mounts.append(
             {"destination": destination, "type": "bind", "source": str(host_path), "options": ["rbind", "ro"]}
+        )
+    for destination, (host_dir, read_only) in sorted(container.volumes.items()):
+        options = ["rbind", "ro" if read_only else "rw"]
+        mounts.append(
+            {"destination": destination, "type": "bind", "source": str(host_dir), "options": options}
         )
     linux = spec.setdefault("linux", {})
     linux["namespaces"] = [

@@ -9,18 +9,24 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
 import secrets
 import shutil
 import socket
 import struct
 import subprocess
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
+import jwt
 import pytest
 import yaml
+from moto.server import ThreadedMotoServer
+from moto.sts.models import sts_backends
 
 from modelyard.api import ModelDeployment, RoutePolicy
 from modelyard.planning.spec import plan_deployment
@@ -31,9 +37,18 @@ from modelyard.render.gateway import (
     render_gateway,
 )
 from modelyard.render.identity import IdentityWiring
-from modelyard.render.model_deployment import render_model_deployment
+from modelyard.render.model_deployment import (
+    AWS_CLI_IMAGE,
+    COMPLETE_MARKER,
+    DOWNLOADER,
+    RUN_AS_USER,
+    Images,
+    render_model_deployment,
+)
 from modelyard.render.targets import ResolvedBackend, ResolvedRoute
+from modelyard.render.web_identity import STS_AUDIENCE
 from modelyard.sandbox.images import (
+    AWS_CLI,
     COREDNS,
     GATEWAY,
     OPERATOR,
@@ -446,3 +461,103 @@ def _served_requests(serving: dict[str, Any]) -> int:
     assert status == 200
     (line,) = [line for line in body.decode().splitlines() if line.startswith("vllm:request_success_total")]
     return int(line.rsplit(" ", 1)[1])
+
+
+# --- the s3:// download (aws-cli) --------------------------------------------------------------------
+
+#: Qwen2.5-0.5B's shape: a model the catalog does not know, as a user would describe it.
+TINY_ARCHITECTURE = {
+    "parameters": 494032768, "layers": 24, "attentionHeads": 14, "kvHeads": 2, "headDim": 64,
+}
+WEIGHTS = {
+    "config.json": json.dumps({"architectures": ["Qwen2ForCausalLM"], "num_hidden_layers": 24}).encode(),
+    "model.safetensors": secrets.token_bytes(256 * 1024),
+    "tokenizer/tokenizer.json": b'{"version": "1.0"}',
+}
+
+
+def test_aws_cli_downloads_as_rendered_with_the_web_identity_token(
+    images: dict[str, BuiltImage], netns: Netns, tmp_path: Path
+) -> None:
+    """The s3:// download Job's container as modelyard renders it (its command, env, user 1000, read-only
+    root, no capabilities) from the aws-cli image, against moto's server in the same network namespace: the
+    CLI reads the projected token file, exchanges it at moto's STS for the role (AssumeRoleWithWebIdentity),
+    syncs the prefix and writes the completion marker. moto's STS checks no signature, so the token here is a
+    well-formed JWT with a throwaway key; the real-node test presents a real ServiceAccount token."""
+    image = images[AWS_CLI]
+    assert image.reference.startswith("localhost/modelyard/aws-cli:")
+    assert AWS_CLI_IMAGE.startswith("amazon/aws-cli:")  # modelyard's default; this image stands in for it
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    netns.call(server.start)  # the server's socket lives in the namespace, reachable only from there
+    try:
+        _, port = server.get_host_and_port()
+        endpoint = f"http://127.0.0.1:{port}"
+        bucket = f"weights-{secrets.token_hex(4)}"
+        role = f"arn:aws:iam::123456789012:role/dl-{secrets.token_hex(4)}"
+        netns.call(lambda: _seed_bucket(endpoint, bucket, "tiny/"))
+        md = ModelDeployment.model_validate({
+            "metadata": {"name": "tiny", "namespace": NAMESPACE},
+            "spec": {
+                "model": {"name": "tiny", "source": f"s3://{bucket}/tiny/", "architecture": TINY_ARCHITECTURE,
+                          "roleArn": role, "endpointURL": endpoint, "region": "eu-central-1"},
+                "gpu": {"type": "nvidia-l4", "count": 1},
+            },
+        })
+        children = render_model_deployment(md, plan_deployment(md.spec), Images(aws_cli=image.reference))
+        (job,) = [c for c in children.cache if c["kind"] == "Job"]
+        pod = job["spec"]["template"]["spec"]
+        (manifest,) = pod["containers"]
+        assert manifest["image"] == image.reference
+        weights, token = tmp_path / "claim", tmp_path / "token"
+        weights.mkdir()
+        token.mkdir()
+        os.chown(weights, RUN_AS_USER, RUN_AS_USER)  # a provisioner's volume honours the pod's fsGroup
+        claims = {"iss": "https://kubernetes.default.svc", "sub": f"system:serviceaccount:{NAMESPACE}:tiny",
+                  "aud": [STS_AUDIENCE], "iat": int(time.time()), "exp": int(time.time()) + 600}
+        (token / "token").write_text(jwt.encode(claims, secrets.token_hex(32), algorithm="HS256"))
+        container = Container.from_manifest(
+            image, manifest, pod, host_dirs={"weights": weights, "aws-iam-token": token}
+        )
+        assert container.read_only_root and container.user == (RUN_AS_USER, RUN_AS_USER)
+        assert not container.capabilities
+        assert not any(name.startswith("AWS_ACCESS_KEY") for name in container.env)  # the token is all it has
+        with running(container, netns, tmp_path / "run") as handle:
+            code = handle.wait(120)
+        assert code == 0, handle.output()
+    finally:
+        server.stop()
+
+    target = weights / "s3" / bucket / "tiny"
+    files = {str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()}
+    assert files == {*WEIGHTS, COMPLETE_MARKER}
+    for name, data in WEIGHTS.items():
+        assert (target / name).read_bytes() == data
+    assert (target / "config.json").stat().st_uid == RUN_AS_USER
+    # moto's STS issued credentials for the role: the CLI got them only by presenting the token file
+    sessions = [r for r in sts_backends["123456789012"]["aws"].assumed_roles if r.role_arn == role]
+    assert len(sessions) == 1, "the CLI never called AssumeRoleWithWebIdentity"
+    assert job["metadata"]["labels"]["app.kubernetes.io/component"] == DOWNLOADER
+
+
+def _seed_bucket(endpoint: str, bucket: str, prefix: str) -> None:
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="eu-central-1",
+                      aws_access_key_id="seed", aws_secret_access_key="seed")
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
+    for name, data in WEIGHTS.items():
+        s3.put_object(Bucket=bucket, Key=prefix + name, Body=data)
+
+
+def test_aws_cli_image_has_the_tools_the_download_script_uses(
+    images: dict[str, BuiltImage], netns: Netns, tmp_path: Path
+) -> None:
+    """/bin/sh, curl and sha256sum (tokenizer encodings of gpt-oss), as uid 1000 under a read-only root."""
+    script = "curl --version | head -n 1 && printf abc | sha256sum && aws --version"
+    container = Container(images[AWS_CLI], command=["/bin/sh", "-c", script], user=(RUN_AS_USER, RUN_AS_USER),
+                          read_only_root=True, tmpfs=["/tmp"])
+    with running(container, netns, tmp_path) as handle:
+        code = handle.wait(60)
+    output = handle.output()
+    assert code == 0, output
+    assert output.startswith("curl ")
+    assert "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" in output  # sha256("abc")
+    assert "aws-cli/1." in output

@@ -24,8 +24,11 @@ COREDNS = "coredns"
 OPERATOR = "operator"
 GATEWAY = "gateway"
 TEST_MODEL_SERVER = "test-model-server"
+#: The s3:// download Job's image (the AWS CLI, v1 from PyPI): not the amazon/aws-cli image modelyard names by
+#: default, so a sandbox operator is given it with MODELYARD_AWS_CLI_IMAGE.
+AWS_CLI = "aws-cli"
 #: Every image ``make images`` builds, in the order a node needs them.
-ROLES = (PAUSE, COREDNS, OPERATOR, GATEWAY, TEST_MODEL_SERVER)
+ROLES = (PAUSE, COREDNS, OPERATOR, GATEWAY, TEST_MODEL_SERVER, AWS_CLI)
 
 IMAGES_DIR = "images"
 INDEX_FILE = "index.json"
