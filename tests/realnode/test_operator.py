@@ -27,9 +27,12 @@ pytestmark = [pytest.mark.sandbox, pytest.mark.realnode]
 RELEASE = "modelyard"
 READY_TIMEOUT_S = 180.0
 RECONCILE_TIMEOUT_S = 180.0
-#: The chart's liveness probe: initialDelaySeconds 10 + periodSeconds 20 x failureThreshold 3. A pod that
-#: has run this long with no restart has passed its probe at least three times in a row.
-LIVENESS_WINDOW_S = 10 + 20 * 3
+#: The chart's liveness probe (values.yaml health.liveness): a pod that has run initialDelaySeconds +
+#: periodSeconds x failureThreshold with no restart has passed its probe that many times in a row.
+_LIVENESS = yaml.safe_load((CHART / "values.yaml").read_text())["health"]["liveness"]
+LIVENESS_WINDOW_S = (
+    _LIVENESS["initialDelaySeconds"] + _LIVENESS["periodSeconds"] * _LIVENESS["failureThreshold"]
+)
 PLURALS = {
     "ModelDeployment": "modeldeployments",
     "ProviderBinding": "providerbindings",
@@ -180,6 +183,9 @@ def test_the_chart_runs_the_operator_on_the_real_node_and_it_reconciles_every_ex
     ]
     not_ready = sum(e.count or 1 for e in events if "Readiness probe failed" in (e.message or ""))
     record_property("operator_failed_readiness_probes", not_ready)
+    record_property(
+        "operator_probe_failures", sorted({e.message for e in events if "probe failed" in (e.message or "")})
+    )
     log = core.read_namespaced_pod_log(pod.metadata.name, real_namespace)
     rss = container_rss_mib(after)
     record_property("operator_rss_mib", round(rss))
