@@ -72,6 +72,8 @@ class GatewayEngine:
     args: tuple[str, ...]  #: command-line arguments (the config is mounted at CONFIG_DIR/CONFIG_KEY)
     readiness_path: str
     liveness_path: str
+    #: the env var the engine reads its master key from (filled from the master key Secret)
+    master_key_env: str
     env: tuple[tuple[str, str], ...] = ()  #: fixed, non-secret environment
 
 
@@ -83,6 +85,7 @@ LITELLM = GatewayEngine(
     args=("--config", f"{CONFIG_DIR}/{CONFIG_KEY}", "--port", str(PORT)),
     readiness_path="/health/readiness",
     liveness_path="/health/liveliness",
+    master_key_env=MASTER_KEY_ENV,
     env=(("LITELLM_LOCAL_MODEL_COST_MAP", "True"),),
 )
 
@@ -260,7 +263,7 @@ class _Gateway:
     def _env(self) -> list[dict[str, Any]]:
         master_key = {"name": master_key_secret(self.policy_name), "key": MASTER_KEY_SECRET_KEY}
         return [
-            {"name": MASTER_KEY_ENV, "valueFrom": {"secretKeyRef": master_key}},
+            {"name": self.engine.master_key_env, "valueFrom": {"secretKeyRef": master_key}},
             *({"name": name, "value": value} for name, value in self.engine.env),
             *copy.deepcopy(self.wiring.env),
         ]
