@@ -524,6 +524,7 @@ def test_aws_cli_downloads_as_rendered_with_the_web_identity_token(
         with running(container, netns, tmp_path / "run") as handle:
             code = handle.wait(120)
         assert code == 0, handle.output()
+        assert f"downloaded s3://{bucket}/tiny/ to /models/s3/{bucket}/tiny" in handle.output()
     finally:
         server.stop()
 

@@ -348,7 +348,7 @@ class _Context:
                     _S3_SYNC_SH
                     + "true "
                     + "".join(_fetch_encoding_sh(e) for e in encodings)
-                    + f'&& touch "$TARGET/{COMPLETE_MARKER}"',
+                    + f'&& touch "$TARGET/{COMPLETE_MARKER}" && echo "downloaded $SOURCE to $TARGET"',
                 ],
                 "env": [*env, {"name": "SOURCE", "value": model.source}, {"name": "TARGET", "value": target}],
             }
