@@ -34,7 +34,7 @@ node-bin: ## the real node (kubelet, kube-proxy, containerd, CNI plugins, CoreDN
 sandbox-bin: node-bin ## kube-apiserver, controller-manager, scheduler, etcd and kwok, built once into the cache
 	@hack/sandbox/build.sh > /dev/null
 
-images: install node-bin ## the real node's images (pause, CoreDNS, operator, gateway, test model server), built without a registry into the cache; only what changed is rebuilt
+images: install node-bin ## the real node's images (pause, CoreDNS, operator, gateway, test model server, AWS CLI), built without a registry into the cache; only what changed is rebuilt
 	@hack/images/build.sh
 
 sandbox: install tools sandbox-bin ## start the local control plane (stop it with `make sandbox-down`)
