@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -253,16 +254,7 @@ class Sandbox:
             if not self._is_sandbox_dir():
                 raise UserError(f"{self.directory} exists and is not a sandbox; choose another --dir")
             _remove_directory(self.directory)
-        layout = Layout(
-            self.directory,
-            bin_dir,
-            find_stages(bin_dir),
-            self.ports.apiserver,
-            self.ports.etcd_client,
-            self.ports.etcd_peer,
-            api_host=self.api_host,
-            real_node=self._real_node,
-        )
+        layout = self._layout(bin_dir)
         self._bin_dir = bin_dir
         self.directory.mkdir(parents=True, exist_ok=True)
         state = _State(ports=asdict(self.ports), bin_dir=str(bin_dir), api_url=self.api_url)
@@ -279,15 +271,46 @@ class Sandbox:
             )
         return layout
 
+    def _layout(self, bin_dir: Path) -> Layout:
+        return Layout(
+            self.directory,
+            bin_dir,
+            find_stages(bin_dir),
+            self.ports.apiserver,
+            self.ports.etcd_client,
+            self.ports.etcd_peer,
+            api_host=self.api_host,
+            real_node=self._real_node,
+        )
+
+    def restart(self, name: str, down_for: float = 0.0) -> None:
+        """Stop one control-plane component (``etcd``, ``kube-apiserver``, ...) by its recorded pid, leave it
+        down for ``down_for`` seconds and start it again with the same command line, waiting until it is
+        healthy (for fault tests: what clients see while the API server or etcd is away)."""
+        if name not in COMMANDS:
+            raise UserError(f"no sandbox component {name!r} (components: {', '.join(COMMANDS)})")
+        bin_dir = self._bin_dir or find_bin_dir(None)
+        layout = self._layout(bin_dir)
+        pid = process.read_pid(self.directory, name)
+        if pid is None or not process.is_running(pid, layout.binary(name)):
+            raise UserError(f"{name} is not running in {self.directory}")
+        process.stop(pid, layout.binary(name))
+        time.sleep(down_for)
+        self._start(layout, name)
+
     def _start_control_plane(self, layout: Layout) -> None:
         """Start each component in order, waiting for etcd and the API server to be healthy."""
-        for name, command in COMMANDS.items():
-            process.start(name, command(layout), self.directory)
-            if name == "etcd":
-                self._wait(layout, _etcd_healthy(self.ports.etcd_client), ETCD_TIMEOUT_S, "etcd /health")
-            elif name == "kube-apiserver":
-                with self._client() as client:
-                    self._wait(layout, partial(is_ready, client), API_TIMEOUT_S, "kube-apiserver /readyz")
+        for name in COMMANDS:
+            self._start(layout, name)
+
+    def _start(self, layout: Layout, name: str) -> None:
+        """Start one component; for etcd and the API server, wait until they are healthy."""
+        process.start(name, COMMANDS[name](layout), self.directory)
+        if name == "etcd":
+            self._wait(layout, _etcd_healthy(self.ports.etcd_client), ETCD_TIMEOUT_S, "etcd /health")
+        elif name == "kube-apiserver":
+            with self._client() as client:
+                self._wait(layout, partial(is_ready, client), API_TIMEOUT_S, "kube-apiserver /readyz")
 
     def _wait(self, layout: Layout, check: Callable[[], bool], timeout_s: float, what: str) -> None:
         wait_until(lambda: self._alive(layout) and check(), timeout_s, what)
