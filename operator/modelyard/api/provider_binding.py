@@ -28,6 +28,12 @@ ROLE_ARN = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$"
 UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 DURATION = r"^([0-9]+(s|m|h))+$"
 
+
+def service_account_subject(namespace: str, name: str) -> str:
+    """The subject a ServiceAccount's tokens carry, the one cloud trust policies name."""
+    return f"system:serviceaccount:{namespace}:{name}"
+
+
 ONE_PROVIDER_BLOCK = Rule(
     "self.provider == 'bedrock' ? (has(self.bedrock) && !has(self.azureOpenAI))"
     " : (has(self.azureOpenAI) && !has(self.bedrock))",

@@ -30,7 +30,12 @@ from modelyard.api import KINDS
 from modelyard.api.common import DataClassification, Finding, Severity
 from modelyard.api.model_deployment import ModelDeployment
 from modelyard.api.policy import ClusterPolicy
-from modelyard.api.provider_binding import IdentityMode, ProviderBinding
+from modelyard.api.provider_binding import (
+    DEFAULT_GATEWAY_SERVICE_ACCOUNT,
+    IdentityMode,
+    ProviderBinding,
+    service_account_subject,
+)
 from modelyard.api.route_policy import RoutePolicy
 from modelyard.errors import UserError
 from modelyard.manifests import ApiObject, load, parse_object
@@ -345,7 +350,9 @@ class _Context:
             name=rp.metadata.name,
             namespace=namespace,
             location=None,
-            identity=Identity(mode="none", subject=f"system:serviceaccount:{namespace}:modelyard-gateway"),
+            identity=Identity(
+                mode="none", subject=service_account_subject(namespace, DEFAULT_GATEWAY_SERVICE_ACCOUNT)
+            ),
             network=NetworkPath.IN_CLUSTER,
             callers=[
                 f"every pod of {namespace}",
@@ -381,7 +388,7 @@ def _backend_owner(key: str) -> str:
 def _binding_identity(binding: ProviderBinding, namespace: str) -> Identity:
     """The principal verification saw, else the one the spec names (a Secret by name, never its value)."""
     spec, status = binding.spec, binding.status
-    subject = f"system:serviceaccount:{namespace}:{spec.service_account_name}"
+    subject = service_account_subject(namespace, spec.service_account_name)
     if status is not None and status.identity is not None and status.identity.principal:
         return Identity(status.identity.mode.value, status.identity.principal, subject)
     if spec.bedrock is not None:
