@@ -12,8 +12,12 @@ What this process adds to moto's server (``python s3_source.py HOST JWKS_FILE IS
 - **The token is verified**: moto's STS does not look at it at all. Here it must be a JWT signed by a key of
   the cluster's service-account JWKS (the API server's ``/openid/v1/jwks``), with audience
   ``sts.amazonaws.com`` and the cluster's issuer, unexpired — what AWS checks against the IAM OIDC provider —
-  or the answer is ``InvalidIdentityToken``. moto then issues credentials for any role ARN (it evaluates no
-  trust policy); the role's permission policy is what decides on S3.
+  or the answer is ``InvalidIdentityToken``.
+- **The role's trust policy is enforced** (moto evaluates none): its statements must allow
+  ``sts:AssumeRoleWithWebIdentity`` to the issuer's OIDC provider with the token's ``sub`` and ``aud``, as
+  :func:`tests.fakes.bedrock.trust_refusal` evaluates them for the gateway tests; a role that does not trust
+  the token's ServiceAccount, or no such role, gets STS's ``AccessDenied``. Then moto issues the credentials,
+  and the role's permission policy decides on S3.
 - **An access log** on stdout, one JSON object a line, in the spirit of CloudTrail: every request's method,
   path, status and the access key id it was signed with (never a signature or secret), and for every web
   identity exchange the token's verified claims (``sub``, ``aud``, ``iss``), the role and the access key id
@@ -38,15 +42,20 @@ from typing import Any
 
 import httpx
 import jwt
+from moto.iam.exceptions import NotFoundException
+from moto.iam.models import iam_backends
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.sts.exceptions import STSClientError
 from moto.sts.models import STSBackend
 from moto.sts.responses import TokenResponse
 from werkzeug.serving import make_server
 
+from tests.fakes.bedrock import trust_refusal
+
 #: What AWS checks a web-identity token's audience against (modelyard's, checked equal in test_download).
 STS_AUDIENCE = "sts.amazonaws.com"
 START_TIMEOUT_S = 30.0
+ROOT = Path(__file__).resolve().parents[2]
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 _claims = threading.local()
 
@@ -77,6 +86,19 @@ def main(host: str, jwks_file: str, issuer: str) -> None:
         except (KeyError, jwt.InvalidTokenError) as error:
             emit({"event": "AssumeRoleWithWebIdentity", "refused": f"{type(error).__name__}: {error}"})
             raise STSClientError("InvalidIdentityToken", "the token was not issued by the cluster") from None
+        role_arn = self._get_param("RoleArn") or ""
+        policy = trust_policy(role_arn)
+        refusal = "no such role" if policy is None else trust_refusal(policy, claims)
+        if refusal:
+            emit(
+                {
+                    "event": "AssumeRoleWithWebIdentity",
+                    "role": role_arn,
+                    "sub": claims.get("sub"),
+                    "refused": refusal,
+                }
+            )
+            raise STSClientError("AccessDenied", "Not authorized to perform sts:AssumeRoleWithWebIdentity")
         _claims.value = claims
         return exchange(self)
 
@@ -103,6 +125,17 @@ def main(host: str, jwks_file: str, issuer: str) -> None:
     server = make_server(host, 0, access_log(app), threaded=True, request_handler=MotoRequestHandler)
     emit({"port": server.server_address[1]})
     server.serve_forever()
+
+
+def trust_policy(role_arn: str) -> dict[str, Any] | None:
+    """The role's trust policy, from moto's IAM in this process (None: no such role)."""
+    account, _, name = role_arn.removeprefix("arn:aws:iam::").partition(":role/")
+    try:
+        document = iam_backends[account]["aws"].get_role(name.rsplit("/", 1)[-1]).assume_role_policy_document
+    except NotFoundException:
+        return None
+    policy: dict[str, Any] = json.loads(document) if isinstance(document, str) else dict(document)
+    return policy
 
 
 def access_log(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
@@ -153,7 +186,10 @@ def s3_source(host: str, jwks: dict[str, Any], issuer: str, directory: Path) -> 
     log = directory / "s3-source.jsonl"
     with log.open("w") as out, (directory / "s3-source.stderr").open("w") as err:
         process = subprocess.Popen(
-            [sys.executable, __file__, host, str(directory / "jwks.json"), issuer], stdout=out, stderr=err
+            [sys.executable, "-m", __name__, host, str(directory / "jwks.json"), issuer],
+            stdout=out,
+            stderr=err,
+            cwd=ROOT,  # where ``tests`` is a package
         )
     try:
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -65,7 +65,7 @@ from .serving import (
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.realnode]
 
-MODEL, STRANGER = "tiny", "stranger"
+MODEL, STRANGER, OUTSIDER = "tiny", "stranger", "outsider"
 ACCOUNT = "123456789012"
 PREFIX = "models/qwen2.5-0.5b/"
 #: The model directory in the bucket: Qwen2.5-0.5B's config.json (as serving.weights_claim writes it), a
@@ -93,6 +93,7 @@ class Store:
     bucket: str
     reader: str  #: a role allowed to list the bucket and get its objects
     stranger: str  #: a role allowed to read another bucket only
+    probe: str  #: a role the namespace's default ServiceAccount may assume, allowed nothing
     issuer: str
 
 
@@ -122,10 +123,27 @@ def _role_policy(bucket: str) -> str:
     )
 
 
+def _trust_policy(issuer: str, subject: str) -> str:
+    """The trust policy IRSA documents: the cluster's OIDC provider, this ServiceAccount, audience STS."""
+    provider = issuer.removeprefix("https://")
+    condition = {f"{provider}:sub": subject, f"{provider}:aud": STS_AUDIENCE}
+    statement = {
+        "Effect": "Allow",
+        "Principal": {"Federated": f"arn:aws:iam::{ACCOUNT}:oidc-provider/{provider}"},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringEquals": condition},
+    }
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
 @pytest.fixture(scope="module")
-def store(real_sandbox: RealSandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+def store(
+    real_sandbox: RealSandbox, namespace: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Store]:
     """moto's S3 and STS on the node address, trusting the cluster's service-account keys: a bucket with the
-    model directory, a role that may read it and one that may not; IAM enforced from then on."""
+    model directory; roles for the ServiceAccounts of this namespace's models (``reader`` may read the
+    bucket, ``stranger`` only another one) and for ``default`` (``probe``, may read nothing); IAM enforced
+    from then on."""
     if real_sandbox.env is None:
         pytest.skip("moto is reachable from pods only on the sandbox's node address")
     kubeconfig = real_sandbox.kubeconfig
@@ -140,13 +158,21 @@ def store(real_sandbox: RealSandbox, tmp_path_factory: pytest.TempPathFactory) -
         for name, data in WEIGHTS.items():
             s3.put_object(Bucket=bucket, Key=PREFIX + name, Body=data)
         roles = {}
-        for role, readable in (("reader", bucket), ("stranger", f"other-{bucket}")):
+        for role, account, readable in (
+            ("reader", MODEL, bucket),
+            ("stranger", STRANGER, f"other-{bucket}"),
+            ("probe", "default", None),
+        ):
             name = f"{role}-{secrets.token_hex(3)}"  # moto keeps accounts per process: unique anyway
-            iam.create_role(RoleName=name, AssumeRolePolicyDocument="{}")
-            iam.put_role_policy(RoleName=name, PolicyName="weights", PolicyDocument=_role_policy(readable))
+            trust = _trust_policy(issuer, f"system:serviceaccount:{namespace}:{account}")
+            iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)
+            if readable:
+                iam.put_role_policy(
+                    RoleName=name, PolicyName="weights", PolicyDocument=_role_policy(readable)
+                )
             roles[role] = f"arn:aws:iam::{ACCOUNT}:role/{name}"
         source.enforce_iam()
-        yield Store(source, bucket, roles["reader"], roles["stranger"], issuer)
+        yield Store(source, bucket, roles["reader"], roles["stranger"], roles["probe"], issuer)
 
 
 @pytest.fixture(scope="module")
@@ -254,19 +280,18 @@ def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
     return next((c for c in status.get("conditions", []) if c["type"] == kind), {})
 
 
-def test_the_store_takes_only_tokens_the_cluster_issued_for_sts(
+def test_the_store_takes_only_tokens_the_cluster_issued_for_a_role_that_trusts_them(
     store: Store, real_sandbox: RealSandbox, namespace: str
 ) -> None:
     """The exchange the download relies on is checked, not waved through: a token the API server minted for
     another audience, and one signed by a key not in the cluster's JWKS, are refused with
-    InvalidIdentityToken; the API server's token for sts.amazonaws.com is taken (none is printed)."""
+    InvalidIdentityToken; the API server's token for sts.amazonaws.com is taken by a role whose trust policy
+    names its ServiceAccount and refused (AccessDenied) by one that names another. No token is printed."""
     sts = boto3.client("sts", endpoint_url=store.source.url, region_name=REGION)
 
-    def exchange(token: str) -> str:
+    def exchange(role: str, token: str) -> str:
         try:
-            sts.assume_role_with_web_identity(
-                RoleArn=store.reader, RoleSessionName="probe", WebIdentityToken=token
-            )
+            sts.assume_role_with_web_identity(RoleArn=role, RoleSessionName="probe", WebIdentityToken=token)
         except ClientError as error:
             return str(error.response["Error"]["Code"])
         return "ok"
@@ -276,16 +301,63 @@ def test_the_store_takes_only_tokens_the_cluster_issued_for_sts(
         return kubectl(real_sandbox.kubeconfig, *args).strip()
 
     cluster = minted(STS_AUDIENCE)
-    kid = jwt.get_unverified_header(cluster)["kid"]
     forged = jwt.encode(
-        {**jwt.decode(cluster, options={"verify_signature": False})},
+        jwt.decode(cluster, options={"verify_signature": False}),
         ec.generate_private_key(ec.SECP256R1()),
         algorithm="ES256",
-        headers={"kid": kid},
+        headers={"kid": jwt.get_unverified_header(cluster)["kid"]},
     )
-    assert exchange(minted("https://example.test")) == "InvalidIdentityToken"
-    assert exchange(forged) == "InvalidIdentityToken"
-    assert exchange(cluster) == "ok"
+    assert exchange(store.probe, minted("https://example.test")) == "InvalidIdentityToken"
+    assert exchange(store.probe, forged) == "InvalidIdentityToken"
+    assert exchange(store.reader, cluster) == "AccessDenied"  # its trust policy names the model's account
+    assert exchange(store.probe, cluster) == "ok"
+
+
+def failed_download(
+    k8s: client.ApiClient, namespace: str, store: Store, model: str, role: str, claim: Path
+) -> tuple[client.V1Job, client.V1Pod, str, dict[str, Any]]:
+    """Create an s3:// ModelDeployment with ``role``; its failed Job, the Job's pod and log, and the
+    ModelDeployment's status once ModelCached says DownloadFailed."""
+    cache_volume(k8s, namespace, model, claim)
+    create(k8s, namespace, s3_model(model, store.bucket, role, store.source.url))
+    job = _wait(
+        lambda: (j := download_job(k8s, namespace, model)) and job_state(j) == "Failed" and j,
+        JOB_TIMEOUT_S,
+        f"the download Job of {model} to fail",
+    )
+    status = _wait(
+        lambda: (
+            (s := model_status(k8s, namespace, model))
+            and condition(s, "ModelCached").get("reason") == "DownloadFailed"
+            and s
+        ),
+        60,
+        f"{model}'s ModelCached condition to say DownloadFailed",
+    )
+    pod, log = job_pod(k8s, namespace, job)
+    return job, pod, log, status
+
+
+def assert_failed_at_once(
+    k8s: client.ApiClient,
+    namespace: str,
+    model: str,
+    job: client.V1Job,
+    pod: client.V1Pod,
+    log: str,
+    status: dict[str, Any],
+) -> None:
+    """The pod ran on the real node and exited PERMANENT_FAILURE; the Job failed on it with no retry; the
+    ModelDeployment says why and has no serving Deployment."""
+    assert pod.spec.node_name == NODE_NAME
+    assert exit_code(pod) == PERMANENT_FAILURE, log
+    assert job.status.failed == 1, "the Job retried an error no retry fixes"
+    assert next(c for c in job.status.conditions if c.type == "Failed").reason == "PodFailurePolicy"
+    cached = condition(status, "ModelCached")
+    assert cached["status"] == "False" and job.metadata.name in cached["message"]
+    assert "PodFailurePolicy" in cached["message"] and status["phase"] == "Failed"
+    apps = client.AppsV1Api(k8s)
+    assert _read_or_none(apps.read_namespaced_deployment, model, namespace) is None
 
 
 # --- the counter-check first: it needs the node's CPU the serving pod would take ------------------------
@@ -296,45 +368,35 @@ def test_a_role_that_may_not_read_the_bucket_fails_the_download_at_once(
     namespace: str,
     tmp_path: Path,
 ) -> None:
-    """Same bucket, same token exchange, but a role whose policy grants another bucket: moto refuses the
-    listing with AccessDenied, the download exits PERMANENT_FAILURE, the Job fails at once (no retry) and the
-    ModelDeployment says DownloadFailed; no serving Deployment is created."""
-    cache_volume(real_k8s, namespace, STRANGER, tmp_path / "claim")
-    create(real_k8s, namespace, s3_model(STRANGER, store.bucket, store.stranger, store.source.url))
-    job = _wait(
-        lambda: (j := download_job(real_k8s, namespace, STRANGER)) and job_state(j) == "Failed" and j,
-        JOB_TIMEOUT_S,
-        f"the download Job of {STRANGER} to fail",
+    """A role that trusts the model's ServiceAccount but whose policy grants another bucket: the exchange
+    succeeds, moto refuses the listing with AccessDenied, the download exits PERMANENT_FAILURE, the Job fails
+    at once (no retry) and the ModelDeployment says DownloadFailed; no serving Deployment is created."""
+    job, pod, log, status = failed_download(
+        real_k8s, namespace, store, STRANGER, store.stranger, tmp_path / "claim"
     )
-    status = _wait(
-        lambda: (
-            (s := model_status(real_k8s, namespace, STRANGER))
-            and condition(s, "ModelCached").get("reason") == "DownloadFailed"
-            and s
-        ),
-        60,
-        f"{STRANGER}'s ModelCached condition to say DownloadFailed",
-    )
-    pod, log = job_pod(real_k8s, namespace, job)
-
-    assert pod.spec.node_name == NODE_NAME
-    assert exit_code(pod) == PERMANENT_FAILURE, log
+    assert_failed_at_once(real_k8s, namespace, STRANGER, job, pod, log, status)
     assert "(AccessDenied) when calling the ListObjectsV2 operation" in log
-    assert job.status.failed == 1, "the Job retried an error no retry fixes"
-    failed = next(c for c in job.status.conditions if c.type == "Failed")
-    assert failed.reason == "PodFailurePolicy"
-    cached = condition(status, "ModelCached")
-    assert cached["status"] == "False" and job.metadata.name in cached["message"]
-    assert "PodFailurePolicy" in cached["message"]
-    assert status["phase"] == "Failed"
-    apps = client.AppsV1Api(real_k8s)
-    assert _read_or_none(apps.read_namespaced_deployment, STRANGER, namespace) is None
     # what moto saw: the pod's token exchanged for the stranger role, then that role's key refused on S3
-    exchanges = [r for r in store.source.records(EXCHANGE) if r.get("role") == store.stranger]
-    assert exchanges and exchanges[-1]["sub"] == f"system:serviceaccount:{namespace}:{STRANGER}"
-    key = exchanges[-1]["accessKeyId"]
-    refused = [r for r in store.source.records("request") if r["accessKeyId"] == key]
+    subject = f"system:serviceaccount:{namespace}:{STRANGER}"
+    (exchange,) = [r for r in store.source.records(EXCHANGE) if r.get("sub") == subject]
+    assert exchange["role"] == store.stranger and "refused" not in exchange
+    refused = [r for r in store.source.records("request") if r["accessKeyId"] == exchange["accessKeyId"]]
     assert refused and {r["status"] for r in refused} == {403}, refused
+
+
+def test_a_role_that_does_not_trust_the_models_service_account_fails_the_download_at_once(
+    store: Store, running_operator: None, real_k8s: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    """The wrong roleArn: the reader role, whose trust policy names another ServiceAccount. STS refuses the
+    pod's token with AccessDenied, so no S3 call is even signed; the Job fails at once, DownloadFailed."""
+    job, pod, log, status = failed_download(
+        real_k8s, namespace, store, OUTSIDER, store.reader, tmp_path / "claim"
+    )
+    assert_failed_at_once(real_k8s, namespace, OUTSIDER, job, pod, log, status)
+    assert "(AccessDenied) when calling the AssumeRoleWithWebIdentity operation" in log
+    subject = f"system:serviceaccount:{namespace}:{OUTSIDER}"
+    (exchange,) = [r for r in store.source.records(EXCHANGE) if r.get("sub") == subject]
+    assert exchange["role"] == store.reader and exchange["refused"].startswith("no statement trusts")
 
 
 @pytest.fixture(scope="module")
@@ -388,7 +450,7 @@ def test_the_download_job_ran_on_the_real_node_with_the_pods_own_web_identity(
     assert s3_source.STS_AUDIENCE == STS_AUDIENCE
     subject = f"system:serviceaccount:{download.namespace}:{MODEL}"  # the model's own ServiceAccount
     (exchange,) = [r for r in store.source.records(EXCHANGE) if r.get("sub") == subject]
-    assert exchange["role"] == store.reader
+    assert exchange["role"] == store.reader and "refused" not in exchange
     assert exchange["aud"] == [STS_AUDIENCE] and exchange["iss"] == store.issuer
     # ...and every object of the model fetched with the credentials that exchange issued, under enforced IAM
     gets = {
