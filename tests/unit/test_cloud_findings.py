@@ -177,4 +177,4 @@ def test_the_binding_status_reports_unknown_ids_before_any_verification() -> Non
 
     spec = bedrock(**PRIVATE, models=["anthropic.claude-sonnet-4-5"])
     written = _findings(spec, POLICY, spec.region)
-    assert [(f["code"], f["severity"]) for f in written] == [("UNKNOWN_PROVIDER_MODEL", "medium")]
+    assert [(f.code, f.severity.value) for f in written] == [("UNKNOWN_PROVIDER_MODEL", "medium")]

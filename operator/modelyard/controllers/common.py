@@ -1,23 +1,46 @@
-"""What every controller does the same way: apply owned children only when their spec hash changed, and
-write status as the Kubernetes API conventions want it, only when it changed, with one Event per
-condition transition."""
+"""What every controller does the same way, the reconcile skeleton:
+
+1. ``reconcile_guarded``: one pass per object at a time (ObjectLocks), the object read afresh; a transient
+   API failure anywhere in the pass is retried with back-off (errors.py says which are transient and how
+   each trigger retries);
+2. ``Owner.reconcile``: parse the body into its API model once; an invalid spec becomes
+   ``Ready=False/InvalidSpec`` with a Warning Event naming the field, and a PermanentError for kopf;
+3. the controller's ``run``: gather, compute conditions with pure functions, ``apply_children`` (only those
+   whose spec hash changed; a refused child becomes a condition naming its kind);
+4. ``write_status``: the typed status model, written only when it changed, with one Event per condition
+   transition.
+"""
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
+import logging
 import weakref
-from collections.abc import AsyncIterator, Collection, Hashable
-from typing import Any, cast
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Hashable
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
+import httpx
 import kopf
+from pydantic import ValidationError
 
+from modelyard.api.common import ApiModel, Resource
 from modelyard.api.conditions import Cond, merge_conditions, now_rfc3339, summary
 from modelyard.kube import ApiError, Kube
+from modelyard.manifests import format_validation_error
 from modelyard.render.common import SPEC_HASH_ANNOTATION, Manifest
 
+from .errors import Failure, RetryLater, backoff, classify
+
 READY = "Ready"
+INVALID_SPEC = "InvalidSpec"
 MAX_EVENT_MESSAGE = 1024
+#: the end of a condition message whose cause is retried
+RETRYING = "; retrying"
+
+logger = logging.getLogger(__name__)
+M = TypeVar("M", bound=Resource)
 
 
 class ObjectLocks:
@@ -150,8 +173,50 @@ def _older(version: str, than: str) -> bool:
     return version.isdigit() and than.isdigit() and int(version) < int(than)
 
 
-class Owner:
+async def reconcile_guarded(
+    retries: RetryLater,
+    locks: ObjectLocks,
+    key: tuple[str, str, str],
+    one_pass: Callable[[], Awaitable[Owner[Any] | None]],
+    *,
+    strict: bool,
+    retry: int = 0,
+    coalesce: bool = True,
+    again: Callable[[], Awaitable[None]],
+) -> None:
+    """Run ``one_pass`` for the object ``key`` (kind, namespace, name) under its lock, and retry it when it
+    failed transiently: an object's own handler (``strict``) raises ``kopf.TemporaryError`` with the
+    back-off for kopf's ``retry`` count; any other trigger hands ``again`` to ``retries``. A trigger that may
+    ``coalesce`` (not strict) returns at once when another is already waiting for the object. ``one_pass``
+    returns the Owner it ran (None when the object is gone)."""
+    failure: Failure | None = None
+    async with locks.hold(key[1:], coalesce=coalesce and not strict) as turn:
+        if not turn:
+            return  # a pass of this object is already waiting: it will see this change
+        try:
+            owner = await one_pass()
+            failure = owner.retry if owner is not None else None
+        except (ApiError, httpx.HTTPError) as exc:  # not turned into a condition: reads, status writes
+            failure = classify(exc)
+    if failure is None:
+        retries.succeeded(key)
+    elif not failure.transient:
+        retries.succeeded(key)
+        logger.error("%s %s/%s: %s", *key, failure.message)
+        if strict:
+            raise kopf.PermanentError(failure.message)
+    elif strict:
+        raise kopf.TemporaryError(failure.message, delay=backoff(retry))
+    else:
+        delay = retries.schedule(key, again)
+        logger.info("%s %s/%s: %s; retrying in %.0f s", *key, failure.message, delay)
+
+
+class Owner(abc.ABC, Generic[M]):
     """One custom resource being reconciled: where it is, its last status, and how to write the next."""
+
+    #: the API model its body parses into
+    model: ClassVar[type[Resource]]
 
     def __init__(
         self,
@@ -181,6 +246,37 @@ class Owner:
         self.watched = watched
         #: never reconciled (no status written yet): its children are applied without being read first
         self.fresh = "observedGeneration" not in self.status
+        #: the first transient failure this pass reported as a condition: the pass is retried
+        self.retry: Failure | None = None
+
+    async def reconcile(self, *, strict: bool) -> None:
+        """Parse the body, then ``run``. An invalid spec is ``Ready=False/InvalidSpec`` (its Warning Event
+        names the field) and, from the object's own handlers (``strict``), a PermanentError for kopf."""
+        try:
+            parsed = cast(M, self.model.model_validate(self.body))
+        except ValidationError as exc:
+            message = format_validation_error(exc)
+            await self.invalid(Cond.false(READY, INVALID_SPEC, message))
+            if strict:
+                raise kopf.PermanentError(f"invalid spec: {message}") from None
+            return
+        await self.run(parsed, strict=strict)
+
+    @abc.abstractmethod
+    async def run(self, parsed: M, *, strict: bool) -> None:
+        """Gather, compute the conditions, apply the children and write status."""
+
+    @abc.abstractmethod
+    async def invalid(self, ready: Cond) -> None:
+        """Write the status of an object whose spec does not parse (``ready`` says why)."""
+
+    def failed(self, type_: str, reason: str, what: str, exc: ApiError | httpx.HTTPError) -> Cond:
+        """A False condition for an API request that failed (``what`` names the object); a transient
+        failure also marks this pass for a retry, and says so in the message."""
+        failure = classify(exc)
+        if failure.transient and self.retry is None:
+            self.retry = failure
+        return Cond.false(type_, reason, f"{what}: {failure.message}{RETRYING if failure.transient else ''}")
 
     async def apply_children(
         self, objects: list[Manifest], failed_type: str = READY, *, trust_known: Collection[str] = ()
@@ -210,10 +306,10 @@ class Owner:
                         self.watched.put(current)
                 self.children[key] = current
                 self.known[key] = want
-            except ApiError as exc:
+            except (ApiError, httpx.HTTPError) as exc:
                 kind = obj["kind"]
                 self.known.pop(key, None)
-                return Cond.false(failed_type, f"{kind}Failed", f"{kind} {meta['name']}: {exc.message}")
+                return self.failed(failed_type, f"{kind}Failed", f"{kind} {meta['name']}", exc)
         return None
 
     def _watched(self, kind: str, name: str) -> dict[str, Any] | None:
@@ -221,9 +317,10 @@ class Owner:
             return None
         return self.watched.get(kind, self.namespace, name)
 
-    async def write_status(self, conds: list[Cond], fields: dict[str, Any]) -> list[dict[str, Any]]:
-        """Status with ``conds`` (plus the summary Ready condition unless ``conds`` ends with one) and
-        ``fields``; nothing is written when it would not change. Returns the merged conditions."""
+    async def write_status(self, conds: list[Cond], fields: ApiModel) -> list[dict[str, Any]]:
+        """Status with ``conds`` (plus the summary Ready condition unless ``conds`` ends with one) and the
+        fields set in ``fields`` (the kind's typed Status model; a field set to None is removed); nothing is
+        written when it would not change. Returns the merged conditions."""
         ready = conds[-1] if conds[-1].type == READY else summary(conds)
         merged = merge_conditions(
             self.status.get("conditions", []),
@@ -231,7 +328,10 @@ class Owner:
             self.generation,
             now_rfc3339(),
         )
-        status = {"observedGeneration": self.generation, **fields, "conditions": merged}
+        wire = fields.model_dump(by_alias=True, mode="json", exclude_unset=True)
+        for written_here in ("observedGeneration", "conditions"):
+            wire.pop(written_here, None)
+        status = {"observedGeneration": self.generation, **wire, "conditions": merged}
         if all(_pruned(self.status.get(key)) == _pruned(value) for key, value in status.items()):
             return merged
         await self.kube.patch_status(self.api_version, self.kind, self.namespace, self.name, status)

@@ -1,9 +1,9 @@
 """ModelDeployment controller: plan, render, apply; status that follows the download Job and the Deployment.
 
 One reconcile function serves every trigger (the ModelDeployment's own create/update/resume, and events of
-the Job and Deployment it owns), under a per-object lock. It is idempotent: children carry the spec hash and
-are applied only when it differs, and status is patched only when it changed, so a pass with nothing new
-writes nothing.
+the Job and Deployment it owns), under a per-object lock, retried with back-off when the API server fails
+transiently (common.reconcile_guarded). It is idempotent: children carry the spec hash and are applied only
+when it differs, and status is patched only when it changed, so a pass with nothing new writes nothing.
 """
 
 from __future__ import annotations
@@ -11,17 +11,17 @@ from __future__ import annotations
 from typing import Any
 
 import kopf
-from pydantic import ValidationError
 
 from modelyard.api import GROUP, VERSION, ModelDeployment
+from modelyard.api.common import Finding
 from modelyard.api.conditions import Cond, condition
-from modelyard.api.model_deployment import Phase, SourceScheme
+from modelyard.api.model_deployment import ModelDeploymentStatus, Phase, PlanStatus, SourceScheme
 from modelyard.audit.model_deployment import model_deployment_findings
 from modelyard.config import Settings
 from modelyard.errors import Infeasible, UserError
-from modelyard.manifests import format_validation_error
 from modelyard.planning.capacity import Plan
 from modelyard.planning.spec import plan_deployment
+from modelyard.render.common import COMPONENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL, label_selector, owner_label
 from modelyard.render.model_deployment import (
     DOWNLOADER,
     SERVER,
@@ -32,17 +32,14 @@ from modelyard.render.model_deployment import (
     render_model_deployment,
 )
 
-from .common import READY, ObjectLocks, Owner
+from .common import ObjectLocks, Owner, reconcile_guarded
 from .metrics import instrumented
 
 API_VERSION = f"{GROUP}/{VERSION}"
-KIND = "ModelDeployment"
-PLURAL = "modeldeployments"
-OWNER_LABEL = "modelyard.dev/modeldeployment"
-MANAGED: dict[str, Any] = {
-    "app.kubernetes.io/managed-by": "modelyard",
-    OWNER_LABEL: kopf.PRESENT,
-}
+KIND = ModelDeployment.KIND
+PLURAL = ModelDeployment.PLURAL
+OWNER_LABEL = owner_label(KIND)
+MANAGED: dict[str, Any] = {MANAGED_BY_LABEL: MANAGED_BY, OWNER_LABEL: kopf.PRESENT}
 
 PLANNED, MODEL_CACHED, AVAILABLE = "Planned", "ModelCached", "Available"
 
@@ -52,8 +49,8 @@ _locks = ObjectLocks()
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
 @kopf.on.resume(GROUP, VERSION, PLURAL)
-async def on_model_deployment(meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
-    await reconcile(memo, str(meta["namespace"]), str(meta["name"]), strict=True)
+async def on_model_deployment(meta: kopf.Meta, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    await reconcile(memo, str(meta["namespace"]), str(meta["name"]), strict=True, retry=retry)
 
 
 @kopf.on.startup()
@@ -95,7 +92,7 @@ class UnschedulablePods:
     def observe(self, namespace: str, owner: str, body: kopf.Body, *, deleted: bool) -> bool:
         """Record one pod's event; True when whether it can be placed (or why not) changed."""
         meta = body.get("metadata", {})
-        if meta.get("labels", {}).get("app.kubernetes.io/component") != SERVER:
+        if meta.get("labels", {}).get(COMPONENT_LABEL) != SERVER:
             return False  # download pods: their Job's events tell the story
         key, name = (namespace, owner), meta["name"]
         pods = self._by_owner.get(key, {})
@@ -124,22 +121,29 @@ def _unschedulable_message(pod: kopf.Body) -> str | None:
 
 
 @instrumented("ModelDeployment")
-async def reconcile(memo: kopf.Memo, namespace: str, name: str, *, strict: bool) -> None:
+async def reconcile(memo: kopf.Memo, namespace: str, name: str, *, strict: bool, retry: int = 0) -> None:
     """Bring one ModelDeployment's children and status in line with its spec.
 
     ``strict`` (the object's own handlers) reads every child and turns an invalid spec into a
     PermanentError for kopf. A child's event (not strict) reads only the Job and the Deployment whose state
     it follows, and gives way to a reconcile of the same object already waiting to run.
     """
-    async with _locks.hold((namespace, name), coalesce=not strict) as turn:
-        if not turn:
-            return
+
+    async def one_pass() -> _Reconcile | None:
         # Another trigger may have just written status: start from what the API server has now.
-        current = await memo.kube.get(API_VERSION, "ModelDeployment", namespace, name)
+        current = await memo.kube.get(API_VERSION, KIND, namespace, name)
         if current is None or current["metadata"].get("deletionTimestamp"):
             memo.known_children.forget(KIND, namespace, name)
-            return
-        await _Reconcile(memo, current).run(strict=strict)
+            return None
+        owner = _Reconcile(memo, current)
+        await owner.reconcile(strict=strict)
+        return owner
+
+    async def again() -> None:
+        await reconcile(memo, namespace, name, strict=False)
+
+    key = (KIND, namespace, name)
+    await reconcile_guarded(memo.retries, _locks, key, one_pass, strict=strict, retry=retry, again=again)
 
 
 #: children whose state the status does not follow: a child's event need not read them again
@@ -149,7 +153,9 @@ _UNREAD_KINDS = frozenset(
 )
 
 
-class _Reconcile(Owner):
+class _Reconcile(Owner[ModelDeployment]):
+    model = ModelDeployment
+
     def __init__(self, memo: kopf.Memo, body: dict[str, Any]) -> None:
         meta = body["metadata"]
         super().__init__(
@@ -162,18 +168,13 @@ class _Reconcile(Owner):
         )
         self.settings: Settings = memo.settings
         self.pods: UnschedulablePods = memo.unschedulable_pods
-        self.findings: list[dict[str, Any]] | None = None  # set once the spec parses
+        self.findings: list[Finding] | None = None  # set once the spec parses
 
-    async def run(self, *, strict: bool) -> None:
-        try:
-            md = ModelDeployment.model_validate(self.body)
-        except ValidationError as exc:
-            message = format_validation_error(exc)
-            await self._finish([Cond.false(READY, "InvalidSpec", message)], phase=Phase.FAILED)
-            if strict:
-                raise kopf.PermanentError(f"invalid spec: {message}") from None
-            return
-        self.findings = [f.to_wire() for f in model_deployment_findings(md.spec)]
+    async def invalid(self, ready: Cond) -> None:
+        await self._finish([ready], phase=Phase.FAILED)
+
+    async def run(self, md: ModelDeployment, *, strict: bool) -> None:
+        self.findings = model_deployment_findings(md.spec)
         try:
             plan = plan_deployment(md.spec)
         except Infeasible as exc:
@@ -231,7 +232,7 @@ class _Reconcile(Owner):
     async def _remove_stale_jobs(self, children: ModelDeploymentChildren) -> None:
         """Download Jobs of an earlier source or revision, once the current one has cached the weights."""
         current = {o["metadata"]["name"] for o in children.cache if o["kind"] == "Job"}
-        selector = f"{OWNER_LABEL}={self.name},app.kubernetes.io/component={DOWNLOADER}"
+        selector = label_selector({OWNER_LABEL: self.name, COMPONENT_LABEL: DOWNLOADER})
         for job in await self.kube.list("batch/v1", "Job", self.namespace, labels=selector):
             if job["metadata"]["name"] not in current:
                 await self.kube.delete("batch/v1", "Job", self.namespace, job["metadata"]["name"])
@@ -245,14 +246,14 @@ class _Reconcile(Owner):
         plan: Plan | None = None,
         replicas: tuple[int, int] | None = None,
     ) -> None:
-        fields: dict[str, Any] = {"phase": phase.value, "endpoint": endpoint(self.name, self.namespace)}
+        status = ModelDeploymentStatus(phase=phase, endpoint=endpoint(self.name, self.namespace))
         if plan is not None:
-            fields["plan"] = plan.to_status()
+            status.plan = PlanStatus.model_validate(plan.to_status())
         if replicas is not None:
-            fields["replicas"], fields["readyReplicas"] = replicas
+            status.replicas, status.ready_replicas = replicas
         if self.findings is not None:
-            fields["findings"] = self.findings
-        await self.write_status(conds, fields)
+            status.findings = self.findings
+        await self.write_status(conds, status)
 
 
 _PROGRESS_REASONS = {"Downloading", "WaitingForCache", "Progressing", "Scaling"}

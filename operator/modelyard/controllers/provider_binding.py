@@ -2,7 +2,8 @@
 that identity and on the network path, in status.
 
 One reconcile function serves the binding's create/update/resume and the periodic re-verification, under a
-per-object lock. The gateway ServiceAccount carries the merged wiring of every binding in its namespace
+per-object lock, retried with back-off when the API server fails transiently (common.reconcile_guarded).
+The gateway ServiceAccount carries the merged wiring of every binding in its namespace
 (server-side apply as field manager ``modelyard-providerbinding``, so the RoutePolicy controller's apply of
 the same ServiceAccount neither removes nor fights these fields); each binding it serves is a non-controller
 owner, so it is garbage-collected with the last of them and no finalizer is needed. When bindings disagree
@@ -31,8 +32,9 @@ import kopf
 from pydantic import ValidationError
 
 from modelyard.api import GROUP, VERSION
-from modelyard.api.common import SecretRef
+from modelyard.api.common import Finding, SecretRef
 from modelyard.api.conditions import Cond, condition, now_rfc3339, summary
+from modelyard.api.policy import ClusterPolicy
 from modelyard.api.provider_binding import (
     AwsAuthType,
     AzureAuthType,
@@ -41,6 +43,8 @@ from modelyard.api.provider_binding import (
     IdentityStatus,
     ProviderBinding,
     ProviderBindingSpec,
+    ProviderBindingStatus,
+    service_account_subject,
 )
 from modelyard.audit.findings import Observed, provider_binding_findings
 from modelyard.audit.route_policy import region_findings
@@ -51,7 +55,6 @@ from modelyard.cloud.network import resolver_from
 from modelyard.cloud.scrub import scrub
 from modelyard.config import Settings
 from modelyard.kube import ApiError, Kube
-from modelyard.manifests import format_validation_error
 from modelyard.render.identity import (
     AWS_SECRET_KEYS,
     AZURE_SECRET_KEY,
@@ -60,14 +63,13 @@ from modelyard.render.identity import (
     merge_wiring,
     service_account,
 )
-from modelyard.render.routing import ClusterPolicy
 
-from .common import READY, ObjectLocks, Owner
+from .common import READY, ObjectLocks, Owner, reconcile_guarded
 from .metrics import instrumented, record_verification
 from .peering import is_active
 
 API_VERSION = f"{GROUP}/{VERSION}"
-KIND, PLURAL = "ProviderBinding", "providerbindings"
+KIND, PLURAL = ProviderBinding.KIND, ProviderBinding.PLURAL
 FIELD_MANAGER = "modelyard-providerbinding"
 IDENTITY, CREDENTIALS, CONNECTIVITY = (
     "IdentityConfigured",
@@ -90,8 +92,8 @@ _locks = ObjectLocks()
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
 @kopf.on.resume(GROUP, VERSION, PLURAL)
-async def on_provider_binding(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await reconcile(memo, dict(body), strict=True)
+async def on_provider_binding(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    await reconcile(memo, dict(body), strict=True, retry=retry)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -206,12 +208,32 @@ async def _reverify(memo: kopf.Memo, namespace: str, name: str) -> None:
 
 # --- reconcile --------------------------------------------------------------------------------------------
 @instrumented("ProviderBinding")
-async def reconcile(memo: kopf.Memo, body: dict[str, Any], *, strict: bool) -> None:
+async def reconcile(memo: kopf.Memo, body: dict[str, Any], *, strict: bool, retry: int = 0) -> None:
     """Wire, verify and report one binding. ``strict`` (the binding's own handlers) turns an invalid spec
-    into a PermanentError for kopf; from the watcher the condition and Event are enough."""
-    meta = body["metadata"]
-    async with _locks.hold((meta["namespace"], meta["name"])):
-        await _Reconcile(memo, body).run(strict=strict)
+    into a PermanentError for kopf; from the watcher the condition and Event are enough. A retry after a
+    transient failure reads the binding again."""
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    await _reconcile(memo, namespace, name, body, strict=strict, retry=retry)
+
+
+async def _reconcile(
+    memo: kopf.Memo, namespace: str, name: str, body: dict[str, Any] | None, *, strict: bool, retry: int = 0
+) -> None:
+    async def one_pass() -> _Reconcile | None:
+        current = body or await memo.kube.get(API_VERSION, KIND, namespace, name)
+        if current is None or current["metadata"].get("deletionTimestamp"):
+            return None
+        owner = _Reconcile(memo, current)
+        await owner.reconcile(strict=strict)
+        return owner
+
+    async def again() -> None:
+        await _reconcile(memo, namespace, name, None, strict=False)
+
+    key = (KIND, namespace, name)
+    await reconcile_guarded(
+        memo.retries, _locks, key, one_pass, strict=strict, retry=retry, coalesce=False, again=again
+    )
 
 
 async def sync_service_account(
@@ -305,27 +327,24 @@ class _Verdict:
         self.endpoint: str | None = None
 
 
-class _Reconcile(Owner):
+class _Reconcile(Owner[ProviderBinding]):
+    model = ProviderBinding
+
     def __init__(self, memo: kopf.Memo, body: dict[str, Any]) -> None:
         super().__init__(memo.kube, body)
         self.memo = memo
         self.settings: Settings = memo.settings
 
-    async def run(self, *, strict: bool) -> None:
-        try:
-            binding = ProviderBinding.model_validate(self.body)
-        except ValidationError as exc:
-            message = format_validation_error(exc)
-            await self._finish([Cond.false(READY, "InvalidSpec", message)], {})
-            if strict:
-                raise kopf.PermanentError(f"invalid spec: {message}") from None
-            return
+    async def invalid(self, ready: Cond) -> None:
+        await self._finish([ready], ProviderBindingStatus())
+
+    async def run(self, binding: ProviderBinding, *, strict: bool) -> None:
         spec, policy = binding.spec, self.settings.policy
-        unverified = {
-            "identity": self._identity(binding, None),
-            "region": spec.region,
-            "findings": _findings(spec, policy, spec.region),
-        }
+        unverified = ProviderBindingStatus(
+            identity=self._identity(binding, None),
+            region=spec.region,
+            findings=_findings(spec, policy, spec.region),
+        )
         if spec.static_credentials and not policy.allow_static_credentials:
             refused = "static credentials are not allowed by the cluster policy (allowStaticCredentials)"
             refusal = Cond.false(IDENTITY, "StaticCredentialsNotAllowed", refused)
@@ -339,31 +358,30 @@ class _Reconcile(Owner):
             verdict = await self._verify(binding)
         except CloudUnavailable as exc:
             # verdicts stay as they were; a binding never verified still shows what its spec says
-            kept = {} if self.status.get("identity") else unverified
+            kept = ProviderBindingStatus() if self.status.get("identity") else unverified
             await self._finish(self._kept(wired, scrub(str(exc))), kept)
             return
         conds = [wired, verdict.credentials, verdict.connectivity]
         ready = summary(conds)
         if verdict.gate is not None and ready.status == "True":
             ready = verdict.gate
-        fields = {
-            "identity": self._identity(binding, verdict.principal),
-            "region": verdict.region or spec.region,
-            "endpoint": verdict.endpoint,
-            "findings": _findings(spec, policy, verdict.region or spec.region, verdict.observed),
-            "lastVerifiedTime": now_rfc3339(),
-        }
+        fields = ProviderBindingStatus(
+            identity=self._identity(binding, verdict.principal),
+            region=verdict.region or spec.region,
+            endpoint=verdict.endpoint,
+            findings=_findings(spec, policy, verdict.region or spec.region, verdict.observed),
+            last_verified_time=now_rfc3339(),
+        )
         await self._finish([*conds, ready], fields)
 
-    def _identity(self, binding: ProviderBinding, principal: str | None) -> dict[str, Any]:
-        """status.identity, with an explicit null principal so a merge patch removes a stale one."""
+    def _identity(self, binding: ProviderBinding, principal: str | None) -> IdentityStatus:
+        """status.identity, with the principal set even when None, so a merge patch removes a stale one."""
         spec = binding.spec
-        identity = IdentityStatus(
+        return IdentityStatus(
             mode=IdentityMode.STATIC if spec.static_credentials else IdentityMode.KEYLESS,
             principal=principal,
-            subject=f"system:serviceaccount:{self.namespace}:{spec.service_account_name}",
+            subject=service_account_subject(self.namespace, spec.service_account_name),
         )
-        return identity.model_dump(by_alias=True, mode="json")
 
     # --- identity ---------------------------------------------------------------------------------------
     async def _wire_identity(self, binding: ProviderBinding) -> Cond:
@@ -373,8 +391,8 @@ class _Reconcile(Owner):
         bodies = [b for b in bodies if b["metadata"].get("uid") != binding.metadata.uid] + [self.body]
         try:
             conflicts = await sync_service_account(self.kube, self.namespace, bodies)
-        except ApiError as exc:
-            return Cond.false(IDENTITY, "ServiceAccountFailed", f"ServiceAccount: {exc.message}")
+        except (ApiError, httpx.HTTPError) as exc:
+            return self.failed(IDENTITY, "ServiceAccountFailed", "ServiceAccount", exc)
         if self.name in conflicts:
             return Cond.false(IDENTITY, "IdentityConflict", conflicts[self.name])
         return Cond.true(IDENTITY, "ServiceAccountConfigured", _wiring_message(binding, self.namespace))
@@ -503,7 +521,7 @@ class _Reconcile(Owner):
         return kept
 
     # --- status -----------------------------------------------------------------------------------------
-    async def _finish(self, conds: list[Cond], fields: dict[str, Any]) -> None:
+    async def _finish(self, conds: list[Cond], fields: ProviderBindingStatus) -> None:
         record_verification(await self.write_status(conds, fields))
 
 
@@ -524,16 +542,15 @@ def _not_verified(identity: Cond) -> list[Cond]:
 
 def _findings(
     spec: ProviderBindingSpec, policy: ClusterPolicy, region: str | None, observed: Observed | None = None
-) -> list[dict[str, Any]]:
+) -> list[Finding]:
     """status.findings: the binding's own, and REGION_NOT_ALLOWED when its region is outside the cluster
     policy (routes refuse it; the binding says why), high severity first."""
-    found = [*region_findings(region, policy), *provider_binding_findings(spec, policy, observed)]
-    return [f.to_wire() for f in found]
+    return [*region_findings(region, policy), *provider_binding_findings(spec, policy, observed)]
 
 
 def _wiring_message(binding: ProviderBinding, namespace: str) -> str:
     spec = binding.spec
-    subject = f"system:serviceaccount:{namespace}:{spec.service_account_name}"
+    subject = service_account_subject(namespace, spec.service_account_name)
     if spec.bedrock is not None and spec.bedrock.auth.type is AwsAuthType.IRSA:
         role = spec.bedrock.auth.role_arn
         return f"IRSA: ServiceAccount carries role {role}; its trust policy must name {subject}"

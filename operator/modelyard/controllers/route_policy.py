@@ -5,6 +5,8 @@ and tell which backends were left out and why.
 A route with no eligible backend is left out of the gateway (fail closed) and makes the policy
 ``Compliant=False``. Any change of a ModelDeployment or ProviderBinding (its status included: a binding
 losing ``PrivateConnectivityVerified``) re-reconciles the policies of its namespace that reference it.
+Every trigger runs the same pass under a per-object lock, retried with back-off when the API server fails
+transiently (common.reconcile_guarded).
 """
 
 from __future__ import annotations
@@ -15,19 +17,20 @@ import json
 import secrets
 from typing import Any, TypeVar
 
+import httpx
 import kopf
 from pydantic import ValidationError
 
 from modelyard.api import GROUP, VERSION, ModelDeployment, ProviderBinding, RoutePolicy
+from modelyard.api.common import Finding
 from modelyard.api.conditions import Cond
-from modelyard.api.route_policy import RouteStatus
+from modelyard.api.route_policy import RoutePolicyStatus, RouteStatus
 from modelyard.audit.route_policy import route_policy_findings
 from modelyard.config import Settings
 from modelyard.kube import ApiError, Kube
-from modelyard.manifests import format_validation_error
+from modelyard.render.common import MANAGED_BY, MANAGED_BY_LABEL, PART_OF, PART_OF_LABEL, owner_label
 from modelyard.render.gateway import (
     MASTER_KEY_SECRET_KEY,
-    ResolvedRoute,
     gateway_endpoint,
     gateway_name,
     master_key_secret,
@@ -35,13 +38,15 @@ from modelyard.render.gateway import (
 )
 from modelyard.render.identity import identity_wiring, merge_wiring
 from modelyard.render.routing import NOT_FOUND, resolve_routes
+from modelyard.render.targets import ResolvedRoute
 
-from .common import READY, ObjectLocks, Owner
+from .common import ObjectLocks, Owner, reconcile_guarded
 from .metrics import instrumented
 from .provider_binding import merge_in_order
 
 API_VERSION = f"{GROUP}/{VERSION}"
-PLURAL = "routepolicies"
+KIND, PLURAL = RoutePolicy.KIND, RoutePolicy.PLURAL
+OWNER_LABEL = owner_label(KIND)
 BACKENDS_RESOLVED, COMPLIANT, GATEWAY_READY = "BackendsResolved", "Compliant", "GatewayReady"
 
 T = TypeVar("T", ModelDeployment, ProviderBinding)
@@ -75,8 +80,9 @@ def route_policies_by_namespace(
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
 @kopf.on.resume(GROUP, VERSION, PLURAL)
-async def on_route_policy(meta: kopf.Meta, memo: kopf.Memo, **kwargs: Any) -> None:
-    await reconcile(memo, str(meta["namespace"]), str(meta["name"]), _Backends.of(kwargs), strict=True)
+async def on_route_policy(meta: kopf.Meta, memo: kopf.Memo, retry: int, **kwargs: Any) -> None:
+    namespace, name = str(meta["namespace"]), str(meta["name"])
+    await reconcile(memo, namespace, name, _Backends.of(kwargs), strict=True, retry=retry)
 
 
 @kopf.on.event(GROUP, VERSION, "modeldeployments")
@@ -101,11 +107,11 @@ async def on_backend(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, **k
         await reconcile(memo, namespace, policy, _Backends.of(kwargs), strict=False)
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={"modelyard.dev/routepolicy": kopf.PRESENT})
+@kopf.on.event("apps", "v1", "deployments", labels={OWNER_LABEL: kopf.PRESENT})
 async def on_gateway(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     """The gateway Deployment changed: GatewayReady follows it."""
     meta = body.get("metadata", {})
-    owner = meta.get("labels", {}).get("modelyard.dev/routepolicy")
+    owner = meta.get("labels", {}).get(OWNER_LABEL)
     await reconcile(memo, meta["namespace"], owner, _Backends.of(kwargs), strict=False)
 
 
@@ -153,35 +159,39 @@ def _parse(cls: type[T], bodies: Any) -> list[T]:
 
 
 @instrumented("RoutePolicy")
-async def reconcile(memo: kopf.Memo, namespace: str, name: str, backends: _Backends, *, strict: bool) -> None:
-    async with _locks.hold((namespace, name), coalesce=not strict) as turn:
-        if not turn:
-            return  # a reconcile of this policy is already waiting: it will see this change
-        current = await memo.kube.get(API_VERSION, "RoutePolicy", namespace, name)
+async def reconcile(
+    memo: kopf.Memo, namespace: str, name: str, backends: _Backends, *, strict: bool, retry: int = 0
+) -> None:
+    async def one_pass() -> _Reconcile | None:
+        current = await memo.kube.get(API_VERSION, KIND, namespace, name)
         if current is None or current["metadata"].get("deletionTimestamp"):
-            return
-        await _Reconcile(memo.kube, memo.settings, current, backends).run(strict=strict)
+            return None
+        owner = _Reconcile(memo.kube, memo.settings, current, backends)
+        await owner.reconcile(strict=strict)
+        return owner
+
+    async def again() -> None:
+        await reconcile(memo, namespace, name, backends, strict=False)
+
+    key = (KIND, namespace, name)
+    await reconcile_guarded(memo.retries, _locks, key, one_pass, strict=strict, retry=retry, again=again)
 
 
-class _Reconcile(Owner):
+class _Reconcile(Owner[RoutePolicy]):
+    model = RoutePolicy
+
     def __init__(self, kube: Kube, settings: Settings, body: dict[str, Any], backends: _Backends) -> None:
         super().__init__(kube, body, progress_reasons={"Progressing"})
         self.settings, self.backends = settings, backends
-        self.findings: list[dict[str, Any]] | None = None  # set once the spec parses
+        self.findings: list[Finding] | None = None  # set once the spec parses
 
-    async def run(self, *, strict: bool) -> None:
-        try:
-            policy = RoutePolicy.model_validate(self.body)
-        except ValidationError as exc:
-            message = format_validation_error(exc)
-            await self._finish([Cond.false(READY, "InvalidSpec", message)], routes=None)
-            if strict:
-                raise kopf.PermanentError(f"invalid spec: {message}") from None
-            return
+    async def invalid(self, ready: Cond) -> None:
+        await self._finish([ready], routes=None)
+
+    async def run(self, policy: RoutePolicy, *, strict: bool) -> None:
         mds = self.backends.model_deployments(self.namespace)
         bindings = self.backends.bindings(self.namespace)
-        findings = route_policy_findings(policy.spec, self.settings.policy, mds, bindings)
-        self.findings = [f.to_wire() for f in findings]
+        self.findings = route_policy_findings(policy.spec, self.settings.policy, mds, bindings)
         routes, statuses = resolve_routes(
             policy, self.settings.policy, mds, bindings, namespace=self.namespace
         )
@@ -216,18 +226,17 @@ class _Reconcile(Owner):
                 "metadata": {
                     "name": name,
                     "namespace": self.namespace,
-                    "labels": {
-                        "app.kubernetes.io/part-of": "modelyard",
-                        "app.kubernetes.io/managed-by": "modelyard",
-                    },
+                    "labels": {PART_OF_LABEL: PART_OF, MANAGED_BY_LABEL: MANAGED_BY},
                 },
                 "stringData": {MASTER_KEY_SECRET_KEY: f"sk-{secrets.token_urlsafe(32)}"},
             }
             kopf.append_owner_reference(secret, owner=self.kopf_body)
             await self.kube.create(secret)
         except ApiError as exc:
-            if exc.status != 409:
-                return Cond.false(GATEWAY_READY, "SecretFailed", f"Secret {name}: {exc.message}")
+            if exc.status != 409:  # 409: another pass created it first
+                return self.failed(GATEWAY_READY, "SecretFailed", f"Secret {name}", exc)
+        except httpx.HTTPError as exc:
+            return self.failed(GATEWAY_READY, "SecretFailed", f"Secret {name}", exc)
         return None
 
     async def _ensure_service_account(self, account: dict[str, Any]) -> Cond | None:
@@ -242,8 +251,8 @@ class _Reconcile(Owner):
                 return None
             kopf.append_owner_reference(account, owner=self.kopf_body, controller=False)
             await self.kube.apply(account, field_manager=f"modelyard-routepolicy-{self.name}"[:128])
-        except ApiError as exc:
-            return Cond.false(GATEWAY_READY, "ServiceAccountFailed", f"ServiceAccount {name}: {exc.message}")
+        except (ApiError, httpx.HTTPError) as exc:
+            return self.failed(GATEWAY_READY, "ServiceAccountFailed", f"ServiceAccount {name}", exc)
         return None
 
     async def _gateway_condition(self, replicas: int) -> Cond:
@@ -260,13 +269,13 @@ class _Reconcile(Owner):
         return Cond.false(GATEWAY_READY, "Progressing", f"{ready}/{replicas} gateway replicas ready")
 
     async def _finish(self, conds: list[Cond], *, routes: list[RouteStatus] | None) -> None:
-        fields: dict[str, Any] = {"endpoint": gateway_endpoint(self.name, self.namespace)}
+        status = RoutePolicyStatus(endpoint=gateway_endpoint(self.name, self.namespace))
         if routes is not None:
-            fields["routes"] = [r.to_wire() for r in routes]
-            fields["served"] = ",".join(r.model for r in routes if r.eligible) or "none"
+            status.routes = routes
+            status.served = ",".join(r.model for r in routes if r.eligible) or "none"
         if self.findings is not None:
-            fields["findings"] = self.findings
-        await self.write_status(conds, fields)
+            status.findings = self.findings
+        await self.write_status(conds, status)
 
 
 def _resolution_conditions(routes: list[ResolvedRoute], statuses: list[RouteStatus]) -> tuple[Cond, Cond]:

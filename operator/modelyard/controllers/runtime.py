@@ -13,15 +13,17 @@ import kopf
 
 from modelyard.config import Settings
 from modelyard.kube import Kube
+from modelyard.render.common import COMPONENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL, label_selector
 from modelyard.render.model_deployment import SERVER
 
 from .common import KnownChildren, WatchedChildren
+from .errors import RetryLater
 
 #: Status field where kopf keeps handler progress and the last handled spec: in status, not annotations, so
 #: GitOps tools see no drift in the manifests they own.
 KOPF_STATE = "kopf"
-MANAGED_SELECTOR = "app.kubernetes.io/managed-by=modelyard"
-SERVER_SELECTOR = f"app.kubernetes.io/component={SERVER}"
+MANAGED_SELECTOR = label_selector({MANAGED_BY_LABEL: MANAGED_BY})
+SERVER_SELECTOR = label_selector({COMPONENT_LABEL: SERVER})
 
 
 @kopf.on.startup()
@@ -29,6 +31,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.settings = Settings.from_env()
     memo.known_children = KnownChildren()
     memo.watched_children = WatchedChildren()
+    memo.retries = RetryLater()
+    _skip_retry_events()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API request is noise
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field=f"status.{KOPF_STATE}.progress")
     settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(
@@ -64,8 +68,27 @@ async def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
     return info
 
 
+def _skip_retry_events() -> None:
+    """kopf logs every temporary failure of a handler, and posts its error logs as Events: a retried
+    failure would post one Event per attempt. The failure's condition already posted one, on its transition;
+    the log line stays, with kopf's own switch (``k8s_skip``) keeping it off the object's Events."""
+    objects = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, _RetryLogFilter) for f in objects.filters):
+        objects.addFilter(_RetryLogFilter())
+
+
+class _RetryLogFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if " failed temporarily" in record.getMessage():
+            record.k8s_skip = True
+        return True
+
+
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
+    retries = memo.get("retries")
+    if retries is not None:
+        await retries.close()  # before the client their passes use is closed
     kube = memo.get("kube")
     if kube is not None:
         await kube.close()
