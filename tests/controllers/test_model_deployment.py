@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from modelyard.controllers.metrics import METRICS
 from modelyard.sandbox.components import FAILING_REVISION
 from tests.controllers.conftest import (
     PLANTED,
@@ -257,6 +258,12 @@ def settled_versions(k8s: Any, custom: Any, namespace: str, name: str, wait_for:
     return result
 
 
+def reconciles(kind: str) -> float:
+    """Successful reconciles of ``kind`` so far in this process (the operator runs in-process)."""
+    labels = {"kind": kind, "result": "success"}
+    return METRICS.registry.get_sample_value("modelyard_reconciles_total", labels) or 0.0
+
+
 def test_idle_resync_writes_nothing(
     sandbox: Any, k8s: Any, custom: Any, namespace: str, run_operator: Any, wait_for: Any
 ) -> None:
@@ -266,8 +273,11 @@ def test_idle_resync_writes_nothing(
         wait_for(phase_is(custom, namespace, "llama-8b", "Ready"), 90, "llama-8b Ready")
         before = settled_versions(k8s, custom, namespace, "llama-8b", wait_for)
     mark = (sandbox.logs / "audit.log").stat().st_size
-    # A new operator resumes every object (a full reconcile pass), then runs idle for a minute.
+    # A new operator resumes every object (a full reconcile pass), then runs idle for a minute. The pass is
+    # proven to have run (the reconcile counter moved) before the silence after it counts for anything.
+    before_resume = reconciles("ModelDeployment")
     with run_operator():
+        wait_for(lambda: reconciles("ModelDeployment") > before_resume, 30, "the resumed operator's pass")
         time.sleep(60)
     assert operator_writes(sandbox, 0, namespace)  # the log does see this identity's writes (the first pass)
     assert operator_writes(sandbox, mark, namespace) == []

@@ -143,13 +143,24 @@ def cond_is(
 
 
 def never_ready(custom: Any, namespace: str, names: list[str], seconds: float) -> None:
-    """No binding in ``names`` turns Ready for ``seconds`` (re-verifications included)."""
+    """No binding in ``names`` turns Ready for ``seconds``, nor until each has been verified again (its
+    ``lastVerifiedTime`` moved, at most 30 s more): the silence covers a re-verification, not just time."""
+    since = {name: verified_time(custom, namespace, name) for name in names}
+    reverified: set[str] = set()
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline or (reverified != set(names) and time.monotonic() < deadline + 30):
         for name in names:
-            ready = condition(get_pb(custom, namespace, name), "Ready")
+            body = get_pb(custom, namespace, name)
+            ready = condition(body, "Ready")
             assert ready is None or ready["status"] != "True", f"{name} turned Ready: {ready}"
+            if str(body["status"].get("lastVerifiedTime") or "") > since[name]:
+                reverified.add(name)
         time.sleep(0.5)
+    assert reverified == set(names), f"not verified again: {sorted(set(names) - reverified)}"
+
+
+def verified_time(custom: Any, namespace: str, name: str) -> str:
+    return str((get_pb(custom, namespace, name).get("status") or {}).get("lastVerifiedTime") or "")
 
 
 def verified_after(custom: Any, namespace: str, name: str, since: str) -> Any:
