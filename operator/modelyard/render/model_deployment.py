@@ -27,6 +27,7 @@ from modelyard.planning.spec import nim_tag
 
 from .common import (
     GATEWAY_COMPONENT,
+    HTTPS_PORT,
     Manifest,
     dns_egress,
     labels,
@@ -35,6 +36,7 @@ from .common import (
     selector_labels,
     spec_hash,
     stamp_content_hashes,
+    tcp_egress,
 )
 from .web_identity import region_env, token_mount, token_volume, web_identity_env
 
@@ -48,7 +50,7 @@ PERMANENT_FAILURE = 42
 #: read the bucket, or there is no such bucket. Throttling, timeouts and 5xx stay retryable.
 S3_PERMANENT_ERRORS = ("AccessDenied", "InvalidIdentityToken", "NoSuchBucket", "InvalidAccessKeyId")
 #: Ports an S3 endpoint URL without one listens on, by scheme.
-DEFAULT_PORTS = {"https": 443, "http": 80}
+DEFAULT_PORTS = {"https": HTTPS_PORT, "http": 80}
 DOWNLOADER = "model-download"
 PORT = 8000
 CACHE_MOUNT = "/models"
@@ -631,14 +633,14 @@ class _Context:
             "spec": {
                 "podSelector": {"matchLabels": self._selector(DOWNLOADER)},
                 "policyTypes": ["Ingress", "Egress"],
-                "egress": [dns_egress(), {"ports": [{"protocol": "TCP", "port": self._source_port()}]}],
+                "egress": [dns_egress(), tcp_egress(self._source_port())],
             },
         }
 
     def _source_port(self) -> int:
         endpoint_url = self.spec.model.endpoint_url
         if endpoint_url is None or self.spec.model.scheme is not SourceScheme.S3:
-            return 443
+            return HTTPS_PORT
         return endpoint_port(endpoint_url)
 
 
