@@ -60,6 +60,7 @@ EXPECTED = Counter(
         (f"{V}/backends/models.yaml", 2, "ModelDeployment/llama-open", "BROAD_NETWORK_ACCESS", "medium"),
         (f"{V}/backends/models.yaml", 2, "ModelDeployment/llama-open", "UNPINNED_MODEL_REVISION", "medium"),
         (f"{V}/backends/nim.yaml", 2, "ModelDeployment/nim-floating", "UNPINNED_MODEL_REVISION", "medium"),
+        (f"{V}/backends/s3.yaml", 1, "ModelDeployment/llama-minio", "PLAINTEXT_MODEL_SOURCE", "high"),
         (f"{V}/routes.yaml", 10, "RoutePolicy/llm-gateway", "CLASSIFICATION_ESCALATION", "high"),
         (f"{V}/routes.yaml", 10, "RoutePolicy/llm-gateway", "CLASSIFICATION_ESCALATION", "high"),
         (f"{V}/routes.yaml", 10, "RoutePolicy/llm-gateway", "REGION_NOT_ALLOWED", "high"),
@@ -102,7 +103,7 @@ def unlocated(findings: Counter[tuple[str, int, str, str, str]]) -> Counter[tupl
 def test_violations_tree_gives_exactly_the_expected_findings() -> None:
     document = audit_json("-f", str(VIOLATIONS))
     assert found(document) == EXPECTED
-    assert document["summary"]["findings"] == {"low": 2, "medium": 4, "high": 7}
+    assert document["summary"]["findings"] == {"low": 2, "medium": 4, "high": 8}
     kinds = {o["kind"] for o in document["objects"]}
     assert kinds == {
         "ModelDeployment",
@@ -195,6 +196,7 @@ def test_sarif_is_valid_2_1_0_and_points_at_the_manifest_lines() -> None:
         "UNPINNED_MODEL_REVISION": "warning",
         "CLASSIFICATION_ESCALATION": "error",
         "UNKNOWN_PROVIDER_MODEL": "warning",
+        "PLAINTEXT_MODEL_SOURCE": "error",
     }
     level = {"high": "error", "medium": "warning", "low": "note"}
     located: Counter[tuple[str, int, str, str]] = Counter()
@@ -221,7 +223,7 @@ def test_table_is_readable() -> None:
     ]  # fmt: skip
     assert "llm-gateway/chat:restricted (rejected)" in row
     assert any(line.split()[:2] == ["SEVERITY", "CODE"] for line in lines)
-    assert lines[-1] == "5 objects, 7 high, 4 medium, 2 low"
+    assert lines[-1] == "6 objects, 8 high, 4 medium, 2 low"
 
 
 @pytest.mark.parametrize("output", ["table", "json", "sarif"])
@@ -281,6 +283,20 @@ def test_peer_breadth_and_pinning_rules() -> None:
         ("BROAD_NETWORK_ACCESS", Severity.HIGH),
         ("BROAD_NETWORK_ACCESS", Severity.MEDIUM),
     ]
+
+
+def test_an_s3_store_over_plain_http_is_a_high_finding() -> None:
+    def s3(endpoint: str | None) -> ModelDeploymentSpec:
+        model = {"name": "m", "source": "s3://weights/m", "roleArn": "arn:aws:iam::123456789012:role/r"}
+        if endpoint:
+            model["endpointURL"] = endpoint
+        return ModelDeploymentSpec.model_validate({"model": model, "gpu": {"type": "nvidia-l4"}})
+
+    (plain,) = model_deployment_findings(s3("http://minio.storage.svc:9000"))
+    assert (plain.code, plain.severity) == ("PLAINTEXT_MODEL_SOURCE", Severity.HIGH)
+    assert "http://minio.storage.svc:9000" in plain.message
+    assert model_deployment_findings(s3("https://minio.storage.svc:9000")) == []
+    assert model_deployment_findings(s3(None)) == []  # AWS S3 itself, over HTTPS
 
 
 def binding(generation: int, status: dict[str, Any]) -> ProviderBinding:
@@ -370,6 +386,7 @@ def test_cluster_audit_reports_what_the_file_audit_reports(sandbox: Any, namespa
     assert {o["name"]: o["networkPolicy"] for o in ours if o["kind"] != "ProviderBinding"} == {
         "llama-open": False,  # no operator runs here: nothing created the server's NetworkPolicy
         "nim-floating": False,
+        "llama-minio": False,
         "llm-gateway": False,
     }
     assert not [value for value in PLANTED if value in json.dumps(document)]

@@ -18,6 +18,9 @@ BROAD_NETWORK_ACCESS        medium    any other peer that may match more than on
                                       ``kubernetes.io/metadata.name`` (the only label that names exactly
                                       one namespace). Peers without ``namespaceSelector`` stay in the
                                       model's own namespace and are not flagged.
+PLAINTEXT_MODEL_SOURCE      high      ``s3://`` with an ``http://`` ``model.endpointURL``: the download pod's
+                                      web-identity token (at the store's STS), the role's session token
+                                      and the weights cross the network unencrypted.
 ==========================  ========  ==================================================================
 
 One BROAD_NETWORK_ACCESS finding per offending peer, naming its index in ``allowFrom``.
@@ -32,6 +35,7 @@ from modelyard.api.model_deployment import LabelSelector, ModelDeploymentSpec, N
 
 UNPINNED_MODEL_REVISION = "UNPINNED_MODEL_REVISION"
 BROAD_NETWORK_ACCESS = "BROAD_NETWORK_ACCESS"
+PLAINTEXT_MODEL_SOURCE = "PLAINTEXT_MODEL_SOURCE"
 #: The label the API server sets on every namespace to its own name: the one selector of exactly one.
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -40,7 +44,7 @@ FLOATING_TAG = "latest"
 
 def model_deployment_findings(spec: ModelDeploymentSpec) -> list[Finding]:
     """Findings for one ModelDeployment spec, ordered by severity (high first), then code."""
-    found = [*_revision(spec), *_network(spec)]
+    found = [*_revision(spec), *_network(spec), *_plaintext_source(spec)]
     order = {Severity.HIGH: 0, Severity.MEDIUM: 1, Severity.LOW: 2}
     return sorted(found, key=lambda f: (order[f.severity], f.code))
 
@@ -67,6 +71,17 @@ def _revision(spec: ModelDeploymentSpec) -> list[Finding]:
         why = f"model.revision {spec.model.revision!r} is a branch or tag name, not a 40-hex commit hash"
     message = f"{why}; pin an immutable revision so the served weights cannot change unreviewed"
     return [Finding(code=UNPINNED_MODEL_REVISION, severity=Severity.MEDIUM, message=message)]
+
+
+def _plaintext_source(spec: ModelDeploymentSpec) -> list[Finding]:
+    endpoint = spec.model.endpoint_url
+    if spec.model.scheme is not SourceScheme.S3 or endpoint is None or not endpoint.startswith("http://"):
+        return []
+    message = (
+        f"model.endpointURL {endpoint} is plain HTTP: the download's web-identity token, the role's session "
+        "token and the weights cross the network unencrypted; serve the store over https://"
+    )
+    return [Finding(code=PLAINTEXT_MODEL_SOURCE, severity=Severity.HIGH, message=message)]
 
 
 def _network(spec: ModelDeploymentSpec) -> list[Finding]:

@@ -21,7 +21,7 @@ from .findings import (
     STATIC_CREDENTIALS,
     UNKNOWN_PROVIDER_MODEL,
 )
-from .model_deployment import BROAD_NETWORK_ACCESS, UNPINNED_MODEL_REVISION
+from .model_deployment import BROAD_NETWORK_ACCESS, PLAINTEXT_MODEL_SOURCE, UNPINNED_MODEL_REVISION
 from .report import SCHEMA_VERSION, Entry, Location, Mode, Report
 from .route_policy import CLASSIFICATION_ESCALATION, REGION_NOT_ALLOWED
 
@@ -44,6 +44,7 @@ RULES: dict[str, tuple[Severity, str]] = {
     REGION_NOT_ALLOWED: (Severity.HIGH, "A provider is outside the allowed regions"),
     UNPINNED_MODEL_REVISION: (Severity.MEDIUM, "The model weights are not pinned to an immutable revision"),
     BROAD_NETWORK_ACCESS: (Severity.HIGH, "The model server admits pods beyond one namespace"),
+    PLAINTEXT_MODEL_SOURCE: (Severity.HIGH, "The weights and the download's credentials travel unencrypted"),
 }
 
 
