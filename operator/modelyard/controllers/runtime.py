@@ -24,6 +24,8 @@ from .errors import RetryLater
 KOPF_STATE = "kopf"
 MANAGED_SELECTOR = label_selector({MANAGED_BY_LABEL: MANAGED_BY})
 SERVER_SELECTOR = label_selector({COMPONENT_LABEL: SERVER})
+#: seconds a replica's peering keep-alive is valid (kopf touches it every lifetime - 5..10 s)
+PEERING_LIFETIME_S = 15
 
 
 @kopf.on.startup()
@@ -45,6 +47,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.client_timeout = 330
     # kopf peering pauses *every* replica that shares a priority: a random one makes one replica active.
     settings.peering.priority = random.randint(1, 32767)
+    # A standby takes over when the active replica's keep-alive expires: kopf's 60 s default left objects
+    # unhandled for up to a minute after the active pod was killed. Keep-alives then come every 5-10 s.
+    settings.peering.lifetime = PEERING_LIFETIME_S
     # With -n the chart grants nothing cluster-wide: don't list namespaces or watch CRDs (kopf's scanning).
     settings.scanning.disabled = not settings.peering.clusterwide
     # Children are watched with a server-side label selector: only modelyard's own objects cross the wire.
