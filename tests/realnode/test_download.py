@@ -484,6 +484,8 @@ def test_the_server_started_after_the_job_completed_on_the_downloaded_weights(
     status = model_status(real_k8s, download.namespace, MODEL)
     cached = condition(status, "ModelCached")
     assert (cached["status"], cached["reason"]) == ("True", "Downloaded")
+    # moto here speaks plain HTTP: the audit says what that would expose on a real network
+    assert [f["code"] for f in status.get("findings", [])] == ["PLAINTEXT_MODEL_SOURCE"]
 
     # the files, on the claim's volume as the Job wrote them (as the pods' user)...
     target = download.claim_dir / "s3" / store.bucket / PREFIX.rstrip("/")
