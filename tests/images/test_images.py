@@ -56,6 +56,7 @@ from modelyard.sandbox.images import (
     TEST_MODEL_SERVER,
     BuiltImage,
 )
+from tests.realnode.serving import ARCHITECTURE as TINY_ARCHITECTURE  # Qwen2.5-0.5B, not in the catalog
 
 from .runtime import Container, Netns, image_config, running, wait_until
 
@@ -465,10 +466,6 @@ def _served_requests(serving: dict[str, Any]) -> int:
 
 # --- the s3:// download (aws-cli) --------------------------------------------------------------------
 
-#: Qwen2.5-0.5B's shape: a model the catalog does not know, as a user would describe it.
-TINY_ARCHITECTURE = {
-    "parameters": 494032768, "layers": 24, "attentionHeads": 14, "kvHeads": 2, "headDim": 64,
-}
 WEIGHTS = {
     "config.json": json.dumps({"architectures": ["Qwen2ForCausalLM"], "num_hidden_layers": 24}).encode(),
     "model.safetensors": secrets.token_bytes(256 * 1024),

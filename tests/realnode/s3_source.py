@@ -50,10 +50,9 @@ from moto.sts.models import STSBackend
 from moto.sts.responses import TokenResponse
 from werkzeug.serving import make_server
 
+from modelyard.render.web_identity import STS_AUDIENCE
 from tests.fakes.bedrock import trust_refusal
 
-#: What AWS checks a web-identity token's audience against (modelyard's, checked equal in test_download).
-STS_AUDIENCE = "sts.amazonaws.com"
 START_TIMEOUT_S = 30.0
 ROOT = Path(__file__).resolve().parents[2]
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
