@@ -26,17 +26,23 @@ from modelyard.planning.catalog import GPU_TYPES, MODELS, TIKTOKEN_ENCODINGS, To
 from modelyard.planning.spec import nim_tag
 
 from .common import (
-    GATEWAY_COMPONENT,
     HTTPS_PORT,
     Manifest,
+    cluster_ip_service,
     dns_egress,
+    gateway_labels,
+    http_probe,
     labels,
     metadata,
+    network_policy,
+    pod_security_context,
     restricted_security_context,
     selector_labels,
     spec_hash,
     stamp_content_hashes,
     tcp_egress,
+    tmp_mount,
+    tmp_volume,
 )
 from .web_identity import region_env, token_mount, token_volume, web_identity_env
 
@@ -255,10 +261,10 @@ class _Context:
             **self._download_command(),
             "volumeMounts": [
                 {"name": "weights", "mountPath": CACHE_MOUNT},
-                _tmp_mount(),
+                tmp_mount(),
                 *([token_mount()] if web_identity else []),
             ],
-            "securityContext": {**restricted_security_context(), "readOnlyRootFilesystem": True},
+            "securityContext": restricted_security_context(read_only_root_filesystem=True),
             "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "8Gi"}},
         }
         return {
@@ -287,7 +293,7 @@ class _Context:
                         "restartPolicy": "Never",
                         "serviceAccountName": self.name,
                         "automountServiceAccountToken": False,
-                        "securityContext": _pod_security_context(),
+                        "securityContext": pod_security_context(RUN_AS_USER, fs_group=True),
                         # Where the serving pods run (no GPU request): a claim binds in the zone or node
                         # pool of its first consumer, so the weights land where they are mounted.
                         **self._placement(),
@@ -295,7 +301,7 @@ class _Context:
                         "containers": [container],
                         "volumes": [
                             self._weights_volume(read_only=False),
-                            _tmp_volume(),
+                            tmp_volume(),
                             *([token_volume()] if web_identity else []),
                         ],
                     },
@@ -420,7 +426,7 @@ class _Context:
         pod: dict[str, Any] = {
             "serviceAccountName": self.name,
             "automountServiceAccountToken": False,
-            "securityContext": _pod_security_context(),
+            "securityContext": pod_security_context(RUN_AS_USER, fs_group=True),
             **self._placement(),
             "imagePullSecrets": self._pull_secrets(),
             "terminationGracePeriodSeconds": 60,
@@ -431,7 +437,7 @@ class _Context:
                 self._weights_volume(read_only=not self._compile_cache_on_claim()
                                      and self.spec.engine is Engine.VLLM),
                 {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{self._shm_gib()}Gi"}},
-                _tmp_volume(),
+                tmp_volume(),
             ],
         }
         if self._compile_cache_on_claim():
@@ -443,7 +449,7 @@ class _Context:
                 "command": ["mkdir", "-p", f"{CACHE_MOUNT}/{COMPILE_CACHE_SUB_PATH}"],
                 "volumeMounts": [{"name": "weights", "mountPath": CACHE_MOUNT}],
                 "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
-                "securityContext": {**restricted_security_context(), "readOnlyRootFilesystem": True},
+                "securityContext": restricted_security_context(read_only_root_filesystem=True),
             }]
         elif self.spec.engine is Engine.VLLM:
             pod["volumes"].append({"name": "compile-cache", "emptyDir": {}})
@@ -471,14 +477,14 @@ class _Context:
                 "requests": {"cpu": str(2 * self.tp), "memory": memory, GPU_RESOURCE: str(self.tp)},
                 "limits": {"memory": memory, GPU_RESOURCE: str(self.tp)},
             },
-            "startupProbe": _http_probe(
+            "startupProbe": http_probe(
                 HEALTH_PATH[engine], period=STARTUP_PROBE_PERIOD, failures=self._startup_failures()),
-            "readinessProbe": _http_probe(HEALTH_PATH[engine], period=10, failures=3),
-            "livenessProbe": _http_probe(LIVE_PATH[engine], period=30, failures=5),
+            "readinessProbe": http_probe(HEALTH_PATH[engine], period=10, failures=3),
+            "livenessProbe": http_probe(LIVE_PATH[engine], period=30, failures=5),
             "volumeMounts": [
                 {"name": "weights", "mountPath": CACHE_MOUNT, "readOnly": engine is Engine.VLLM},
                 {"name": "dshm", "mountPath": "/dev/shm"},
-                _tmp_mount(),
+                tmp_mount(),
             ],
             "securityContext": restricted_security_context(),
         }
@@ -548,16 +554,7 @@ class _Context:
         return {"command": ["vllm", "serve"], "args": [*args, *serving.extra_args], "env": env}
 
     def service(self) -> Manifest:
-        return {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": self._meta(self.name, SERVER),
-            "spec": {
-                "type": "ClusterIP",
-                "selector": self._selector(SERVER),
-                "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
-            },
-        }
+        return cluster_ip_service(self._meta(self.name, SERVER), self._selector(SERVER), PORT)
 
     def pdb(self) -> Manifest:
         return {
@@ -593,16 +590,7 @@ class _Context:
     def server_network_policy(self) -> Manifest:
         """Serving pods: ingress from modelyard gateways in this namespace and spec.network.allowFrom;
         egress to DNS only (weights come from the cache, never the internet)."""
-        peers: list[dict[str, Any]] = [
-            {
-                "podSelector": {
-                    "matchLabels": {
-                        "app.kubernetes.io/component": GATEWAY_COMPONENT,
-                        "app.kubernetes.io/part-of": "modelyard",
-                    }
-                }
-            }
-        ]
+        peers: list[dict[str, Any]] = [{"podSelector": {"matchLabels": gateway_labels()}}]
         for peer in self.spec.network.allow_from:
             entry: dict[str, Any] = {}
             if peer.namespace_selector is not None:
@@ -610,32 +598,17 @@ class _Context:
             if peer.pod_selector is not None:
                 entry["podSelector"] = {"matchLabels": dict(peer.pod_selector.match_labels)}
             peers.append(entry)
-        return {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": self._meta(self.name, SERVER),
-            "spec": {
-                "podSelector": {"matchLabels": self._selector(SERVER)},
-                "policyTypes": ["Ingress", "Egress"],
-                "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": PORT}]}],
-                "egress": [dns_egress()],
-            },
-        }
+        ingress = [{"from": peers, "ports": [{"protocol": "TCP", "port": PORT}]}]
+        meta = self._meta(self.name, SERVER)
+        return network_policy(meta, self._selector(SERVER), ingress=ingress, egress=[dns_egress()])
 
     def download_network_policy(self) -> Manifest:
         """Download Job pods: no ingress; egress to DNS and the model source's port, only while the Job's
         pods run: the policy selects nothing once they have finished. The source's port is 443 (the hub, NGC,
         AWS S3 and STS), or the port of ``spec.model.endpointURL`` (which serves STS too)."""
-        return {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": self._meta(f"{self.name}-download", DOWNLOADER),
-            "spec": {
-                "podSelector": {"matchLabels": self._selector(DOWNLOADER)},
-                "policyTypes": ["Ingress", "Egress"],
-                "egress": [dns_egress(), tcp_egress(self._source_port())],
-            },
-        }
+        meta = self._meta(f"{self.name}-download", DOWNLOADER)
+        egress = [dns_egress(), tcp_egress(self._source_port())]
+        return network_policy(meta, self._selector(DOWNLOADER), egress=egress)
 
     def _source_port(self) -> int:
         endpoint_url = self.spec.model.endpoint_url
@@ -652,33 +625,6 @@ def endpoint_port(url: str) -> int:
 
 def _plan_fields(plan: Plan) -> dict[str, Any]:
     return {"tp": plan.tensor_parallel_size, "gpu": plan.gpu_type, "weights": round(plan.weights_gib, 3)}
-
-
-def _pod_security_context() -> dict[str, Any]:
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": RUN_AS_USER,
-        "runAsGroup": RUN_AS_USER,
-        "fsGroup": RUN_AS_USER,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
-def _http_probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
-    return {
-        "httpGet": {"path": path, "port": "http"},
-        "periodSeconds": period,
-        "timeoutSeconds": 5,
-        "failureThreshold": failures,
-    }
-
-
-def _tmp_volume() -> dict[str, Any]:
-    return {"name": "tmp", "emptyDir": {}}
-
-
-def _tmp_mount() -> dict[str, Any]:
-    return {"name": "tmp", "mountPath": "/tmp"}
 
 
 #: Appended to the hf:// download script when the model loads tokenizer encodings at start: each file is
