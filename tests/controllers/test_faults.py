@@ -29,7 +29,7 @@ GPU_NODES = 14  # 112 kwok GPUs: two batches of 50 one-GPU models side by side
 MODELS = 50
 OUTAGE_S = 20
 #: after the outage: every retry is capped at 60 s, and 50 models converge in well under a minute
-RECOVERY_S = 90
+RECOVERY_S = 120
 
 
 @pytest.fixture(scope="module")
@@ -202,11 +202,18 @@ def not_ready(custom: client.CustomObjectsApi, namespace: str) -> dict[str, str]
     return found
 
 
-def wait_all_ready(custom: client.CustomObjectsApi, namespace: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while (left := not_ready(custom, namespace)) and time.monotonic() < deadline:
+def wait_all_ready(custom: client.CustomObjectsApi, namespace: str, timeout_s: float) -> list[str]:
+    """Wait until every ModelDeployment is Ready; returns how many were not, by phase, every 5 s."""
+    started = time.monotonic()
+    timeline: list[str] = []
+    while (left := not_ready(custom, namespace)) and time.monotonic() < started + timeout_s:
+        elapsed = time.monotonic() - started
+        if elapsed >= 5 * len(timeline):
+            phases = Counter(state.split(":")[0] for state in left.values())
+            timeline.append(f"{elapsed:.0f}s {dict(phases)}")
         time.sleep(0.5)
-    assert not left, f"{len(left)} not Ready {timeout_s:.0f} s after the outage: {left}"
+    assert not left, f"{len(left)} not Ready {timeout_s:.0f} s after the outage: {left}; {timeline}"
+    return timeline
 
 
 @pytest.mark.parametrize("component", ["kube-apiserver", "etcd"])
@@ -217,6 +224,7 @@ def test_models_converge_across_a_control_plane_outage(
     fault_namespace: str,
     operator: Any,
     wait_for: Any,
+    tmp_path: Path,
 ) -> None:
     """50 ModelDeployments, and the API server (or etcd) stopped for 20 s while they converge: once it is
     back, every one becomes Ready with exactly one of each child, and the operator never exited."""
@@ -233,9 +241,10 @@ def test_models_converge_across_a_control_plane_outage(
         )
         faulty.restart(component, down_for=OUTAGE_S)
         back = time.monotonic()
-        wait_all_ready(custom, fault_namespace, RECOVERY_S)
+        timeline = wait_all_ready(custom, fault_namespace, RECOVERY_S)
         took = time.monotonic() - back
-    print(f"{MODELS} models Ready {took:.1f} s after {component} was back")  # after the runner: its stdout
+    print(f"{MODELS} models Ready {took:.1f} s after {component} was back: {timeline}")  # runner's stdout
+    (tmp_path / "operator.log").write_text(runner.output)  # kept with the test's tmp dir
     assert "Traceback" not in runner.output
     owned = children_by_owner(api, fault_namespace)
     expected = Counter(
