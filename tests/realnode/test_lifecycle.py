@@ -118,7 +118,21 @@ def _kill_everything(env: Sandbox) -> list[int]:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    # SIGKILL is delivered, not awaited: a process with many threads takes a moment to die (longer on a busy
+    # machine). A crashed sandbox's processes are gone, so wait for that (a zombie counts as gone).
+    deadline = time.monotonic() + 30
+    while (alive := [pid for pid in pids if _alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive, f"still running 30 s after SIGKILL: {alive}"
     return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def _wait_for_default_service_account(k8s: client.ApiClient, timeout_s: float = 30) -> None:
