@@ -8,6 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from modelyard.api import DataClassification, ModelDeployment, ProviderBinding, RoutePolicy
+from modelyard.api.common import DNS_1035_LABEL, LABEL_VALUE
+from modelyard.api.crd import crd
 from modelyard.api.model_deployment import Engine
 from modelyard.manifests import format_validation_error
 
@@ -166,3 +168,95 @@ def test_classification_order() -> None:
     public, internal, confidential, restricted = list(DataClassification)
     assert restricted.allows(confidential) and confidential.allows(confidential)
     assert not internal.allows(confidential) and not public.allows(internal)
+
+
+# --- found by tests/controllers/test_invalid_objects.py: accepted by the API server, refused by the objects
+# the operator then created from them; the CRD (schema or CEL) and the model now refuse them up front.
+def crd_metadata_name(kind: Any) -> dict[str, Any]:
+    result: dict[str, Any] = crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"][
+        "metadata"
+    ]["properties"]["name"]
+    return result
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "longest"),
+    [(ModelDeployment, md(), 45), (RoutePolicy, route(), 55)],
+)
+def test_a_name_the_children_cannot_carry_is_refused(kind: Any, body: dict[str, Any], longest: int) -> None:
+    """A ModelDeployment named with 46 characters got ServiceAccountFailed (its owner label value) and a
+    download Job NAME-download-<8 hex> over 63; a dotted or digit-first name is no Service name."""
+    assert crd_metadata_name(kind) == {"type": "string", "pattern": DNS_1035_LABEL, "maxLength": longest}
+    kind.model_validate({**body, "metadata": {"name": "a" * longest}})
+    too_long = error_of(kind, {**body, "metadata": {"name": "a" * (longest + 1)}})
+    assert f"metadata.name: at most {longest} characters" in too_long
+    for name in ("a.b", "0abc", "Upper"):
+        assert "metadata.name" in error_of(kind, {**body, "metadata": {"name": name}})
+    ProviderBinding.model_validate({**bedrock(), "metadata": {"name": "b.c"}})  # no child named after it
+
+
+@pytest.mark.parametrize(
+    ("toleration", "expected"),
+    [
+        ({"operator": "Equal", "value": "x"}, "operator: must be Exists when key is empty"),
+        ({"value": "x"}, "operator: must be Exists when key is empty"),
+        ({"key": "k", "operator": "Exists", "value": "x"}, "value: must be empty when operator is Exists"),
+        ({"key": "k", "effect": "NoSchedule", "tolerationSeconds": 5}, "only with effect NoExecute"),
+        ({"key": "k", "operator": "In"}, "operator: must be one of Exists, Equal"),
+        ({"key": "gpu\U0001f600"}, "tolerations[0].key: String should match pattern"),
+        ({"key": "k", "value": "v" * 64}, "tolerations[0].value: String should have at most 63"),
+    ],
+)
+def test_a_toleration_kubernetes_refuses_is_refused(toleration: dict[str, Any], expected: str) -> None:
+    """Tolerations Kubernetes refuses made the download Job's apply fail (JobFailed), after the object was
+    accepted."""
+    assert expected in error_of(ModelDeployment, md(scheduling={"tolerations": [toleration]}))
+
+
+def test_tolerations_kubernetes_accepts_are_accepted() -> None:
+    tolerations = [
+        {"operator": "Exists"},
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "dedicated", "value": "llm", "effect": "NoExecute", "tolerationSeconds": 60},
+    ]
+    ModelDeployment.model_validate(md(scheduling={"tolerations": tolerations}))
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        ({"z\u00fcrich": "a"}, "String should match pattern"),
+        ({"zone": "\U0001f600"}, "String should match pattern"),
+        ({"zone": "a" * 64}, "String should have at most 63 characters"),
+        ({"-zone": "a"}, "String should match pattern"),
+        ({f"k{i}": "v" for i in range(65)}, "should have at most 64 items"),
+    ],
+)
+def test_labels_kubernetes_refuses_are_refused(labels: dict[str, str], expected: str) -> None:
+    """nodeSelector and the allowFrom selectors become Kubernetes labels and selectors: unicode keys made
+    the NetworkPolicy's apply fail (NetworkPolicyFailed). Keys are checked by a CEL rule in the CRD."""
+    assert expected in error_of(ModelDeployment, md(scheduling={"nodeSelector": labels}))
+    peer = {"podSelector": {"matchLabels": labels}}
+    assert expected in error_of(ModelDeployment, md(network={"allowFrom": [peer]}))
+    schema = crd(ModelDeployment)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    node_selector = schema["properties"]["scheduling"]["properties"]["nodeSelector"]
+    assert node_selector["x-kubernetes-validations"][0]["rule"].startswith("self.all(k, ")
+    assert node_selector["additionalProperties"]["pattern"] == LABEL_VALUE
+    assert "propertyNames" not in node_selector and "patternProperties" not in node_selector
+
+
+def test_label_keys_kubernetes_accepts_are_accepted() -> None:
+    labels = {"topology.kubernetes.io/zone": "eu-central-1a", "pool": "", "A_b.c": "X-1_2.3"}
+    ModelDeployment.model_validate(md(scheduling={"nodeSelector": labels}))
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"scheduling": {"priorityClassName": "High Priority"}}, "spec.scheduling.priorityClassName"),
+        ({"cache": {"storageClassName": "fast_ssd"}}, "spec.cache.storageClassName"),
+        ({"imagePullSecrets": ["nvcr io"]}, "spec.imagePullSecrets[0]"),
+    ],
+)
+def test_object_names_kubernetes_refuses_are_refused(spec: dict[str, Any], expected: str) -> None:
+    assert f"{expected}: String should match pattern" in error_of(ModelDeployment, md(**spec))

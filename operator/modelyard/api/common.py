@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "modelyard.dev"
@@ -14,6 +15,18 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+#: A name a Service may carry (RFC 1035 label): children named after the object need it.
+DNS_1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+#: A label key as Kubernetes validates it: an optional DNS-subdomain prefix and "/", then a name of up to 63.
+LABEL_KEY = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+LABEL_KEY_MAX = 253 + 1 + 63
+#: A label value as Kubernetes validates it (up to 63, may be empty).
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+LabelKey = Annotated[str, Field(max_length=LABEL_KEY_MAX, pattern=LABEL_KEY)]
+LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE)]
 
 
 class ApiModel(BaseModel):
@@ -119,8 +132,35 @@ class ObjectMeta(BaseModel):
 class Resource(ApiModel):
     """The envelope every modelyard kind shares; subclasses add ``kind``, ``spec`` and ``status``."""
 
+    #: longest metadata.name whose children's names (name + suffix) and owner label still fit; None: any
+    NAME_MAX_LENGTH: ClassVar[int | None] = None
+    #: what metadata.name must match (the CRD's schema says the same), e.g. DNS_1035_LABEL for a Service
+    NAME_PATTERN: ClassVar[str | None] = None
+
     api_version: str = Field(default=API_VERSION)
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+
+    @model_validator(mode="after")
+    def _name_fits_children(self) -> Resource:
+        name = self.metadata.name
+        if name and self.NAME_MAX_LENGTH is not None and len(name) > self.NAME_MAX_LENGTH:
+            raise ValueError(
+                f"metadata.name: at most {self.NAME_MAX_LENGTH} characters (the names of the objects "
+                f"modelyard creates for it add a suffix), got {len(name)}"
+            )
+        if name and self.NAME_PATTERN is not None and not re.match(self.NAME_PATTERN, name):
+            raise ValueError(f"metadata.name: {name!r} must match {self.NAME_PATTERN}")
+        return self
+
+    @classmethod
+    def name_schema(cls) -> dict[str, Any]:
+        """The CRD's schema of metadata.name (the only part of metadata a CRD may restrict)."""
+        schema: dict[str, Any] = {"type": "string"}
+        if cls.NAME_PATTERN is not None:
+            schema["pattern"] = cls.NAME_PATTERN
+        if cls.NAME_MAX_LENGTH is not None:
+            schema["maxLength"] = cls.NAME_MAX_LENGTH
+        return schema
 
 
 def condition_column(name: str, condition: str, priority: int = 0) -> dict[str, Any]:
@@ -153,6 +193,28 @@ class Rule:
         if self.field_path:
             entry["fieldPath"] = self.field_path
         return entry
+
+
+def cel_string(pattern: str) -> str:
+    """``pattern`` as a CEL single-quoted string literal."""
+    return "'" + pattern.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+LABEL_KEYS = Rule(
+    f"self.all(k, k.size() <= {LABEL_KEY_MAX} && k.matches({cel_string(LABEL_KEY)}))",
+    "keys must be label keys: an optional DNS-subdomain prefix and '/', then up to 63 characters of "
+    "A-Z, a-z, 0-9, '-', '_' and '.', starting and ending with a letter or digit",
+)
+
+
+def label_map(description: str) -> Any:
+    """A field holding Kubernetes labels (keys checked by CEL, values by pattern; at most 64)."""
+    return Field(
+        default_factory=dict,
+        description=description,
+        max_length=64,
+        json_schema_extra={"x-kubernetes-validations": [dict(LABEL_KEYS.to_schema())]},
+    )
 
 
 def cel_rules(*rules: Rule) -> ConfigDict:

@@ -56,6 +56,12 @@ def _structural(node: Any, defs: Mapping[str, Any]) -> Any:
     if "$ref" in node:
         target = defs[node.pop("$ref").rsplit("/", 1)[-1]]
         node = {**target, **node}
+    if "patternProperties" in node or "propertyNames" in node:
+        # a map whose keys pydantic checks: not structural; the CRD checks them with a CEL rule (LABEL_KEYS)
+        node.pop("propertyNames", None)
+        if "patternProperties" in node:
+            (values,) = node.pop("patternProperties").values()
+            node["additionalProperties"] = values
     if "anyOf" in node:
         options = [o for o in node.pop("anyOf") if o.get("type") != "null"]
         if len(options) != 1:
@@ -114,7 +120,7 @@ def openapi_schema(kind: Kind, extra_enums: Mapping[str, Sequence[str]] | None =
         "properties": {
             "apiVersion": {"type": "string", "description": "modelyard.dev/v1alpha1"},
             "kind": {"type": "string", "description": kind.KIND},
-            "metadata": {"type": "object"},
+            "metadata": {"type": "object", "properties": {"name": kind.name_schema()}},
             "spec": _structural(spec, spec.get("$defs", {})),
             "status": status_schema,
         },

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from .common import (
     AGE_COLUMN,
+    DNS_1035_LABEL,
+    DNS_SUBDOMAIN,
     ApiModel,
     Condition,
     DataClassification,
     Finding,
+    LabelKey,
+    LabelValue,
     Resource,
     Rule,
     SecretKeyRef,
     cel_rules,
+    label_map,
 )
 
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"
@@ -43,6 +48,21 @@ NIM_NOT_HF = Rule(
 S3_ENDPOINT_NEEDS_S3 = Rule(
     "(!has(self.endpointURL) && !has(self.region)) || self.source.startsWith('s3://')",
     "endpointURL and region: only for s3:// sources",
+)
+TOLERATION_KEY_OR_EXISTS = Rule(
+    "(has(self.key) && self.key != '') || (has(self.operator) && self.operator == 'Exists')",
+    "operator: must be Exists when key is empty (a toleration of every taint)",
+    ".operator",
+)
+TOLERATION_EXISTS_NO_VALUE = Rule(
+    "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''",
+    "value: must be empty when operator is Exists",
+    ".value",
+)
+TOLERATION_SECONDS_NO_EXECUTE = Rule(
+    "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+    "tolerationSeconds: only with effect NoExecute",
+    ".tolerationSeconds",
 )
 MIN_LE_MAX = Rule(
     "!has(self.minReplicas) || self.minReplicas <= self.maxReplicas",
@@ -256,7 +276,10 @@ class CacheSpec(ApiModel):
     """The PersistentVolumeClaim holding the weights, downloaded once and shared by every replica."""
 
     storage_class_name: str | None = Field(
-        default=None, description="StorageClass of the cache claim; the cluster default when unset."
+        default=None,
+        description="StorageClass of the cache claim; the cluster default when unset.",
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
     )
     size: str | None = Field(
         default=None,
@@ -271,13 +294,22 @@ class CacheSpec(ApiModel):
 
 
 class Toleration(ApiModel):
-    """A Kubernetes toleration."""
+    """A Kubernetes toleration, checked as Kubernetes checks it (the download Job and the Deployment carry
+    it)."""
 
-    key: str | None = Field(default=None, description="Taint key.")
-    operator: str | None = Field(
-        default=None, description="Exists or Equal.", json_schema_extra={"enum": ["Exists", "Equal"]}
+    model_config = cel_rules(
+        TOLERATION_KEY_OR_EXISTS, TOLERATION_EXISTS_NO_VALUE, TOLERATION_SECONDS_NO_EXECUTE
     )
-    value: str | None = Field(default=None, description="Taint value.")
+
+    key: LabelKey | None = Field(
+        default=None, description="Taint key; empty with Exists tolerates every taint."
+    )
+    operator: str | None = Field(
+        default=None,
+        description="Exists or Equal (the default).",
+        json_schema_extra={"enum": ["Exists", "Equal"]},
+    )
+    value: LabelValue | None = Field(default=None, description="Taint value (with Equal).")
     effect: str | None = Field(
         default=None,
         description="NoSchedule, PreferNoSchedule or NoExecute.",
@@ -285,21 +317,41 @@ class Toleration(ApiModel):
     )
     toleration_seconds: int | None = Field(default=None, description="For NoExecute: how long to stay.")
 
+    @field_validator("operator", "effect")
+    @classmethod
+    def _known(cls, value: str | None, info: Any) -> str | None:
+        allowed = cls.model_fields[info.field_name].json_schema_extra["enum"]  # type: ignore[index]
+        if value is not None and value not in allowed:  # type: ignore[operator]
+            raise ValueError(f"must be one of {', '.join(allowed)}, got {value!r}")  # type: ignore[arg-type]
+        return value
+
+    @model_validator(mode="after")
+    def _as_kubernetes_checks(self) -> Toleration:
+        if not self.key and self.operator != "Exists":
+            raise ValueError(TOLERATION_KEY_OR_EXISTS.message)
+        if self.operator == "Exists" and self.value:
+            raise ValueError(TOLERATION_EXISTS_NO_VALUE.message)
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            raise ValueError(TOLERATION_SECONDS_NO_EXECUTE.message)
+        return self
+
 
 class SchedulingSpec(ApiModel):
     """Where serving pods may run, beyond the GPU product selector modelyard adds."""
 
-    node_selector: dict[str, str] = Field(default_factory=dict, description="Extra node labels to require.")
+    node_selector: dict[LabelKey, LabelValue] = label_map("Extra node labels to require.")
     tolerations: list[Toleration] = Field(
         default_factory=list, description="Extra tolerations.", max_length=32
     )
-    priority_class_name: str | None = Field(default=None, description="PriorityClass of serving pods.")
+    priority_class_name: str | None = Field(
+        default=None, description="PriorityClass of serving pods.", max_length=253, pattern=DNS_SUBDOMAIN
+    )
 
 
 class LabelSelector(ApiModel):
     """Labels to match."""
 
-    match_labels: dict[str, str] = Field(default_factory=dict, description="Labels that must all match.")
+    match_labels: dict[LabelKey, LabelValue] = label_map("Labels that must all match.")
 
 
 class NetworkPeer(ApiModel):
@@ -343,7 +395,7 @@ class ModelDeploymentSpec(ApiModel):
         description="Engine image; a pinned vllm/vllm-openai, or the model's nvcr.io/nim image for NIM.",
         max_length=512,
     )
-    image_pull_secrets: list[str] = Field(
+    image_pull_secrets: list[Annotated[str, Field(max_length=253, pattern=DNS_SUBDOMAIN)]] = Field(
         default_factory=list,
         description="Secrets for pulling the engine image (nvcr.io needs one for NIM).",
         max_length=8,
@@ -436,6 +488,9 @@ class ModelDeployment(Resource):
 
     KIND: ClassVar[str] = "ModelDeployment"
     PLURAL: ClassVar[str] = "modeldeployments"
+    #: its Service is named after it (RFC 1035), and its download Job NAME-download-<8 hex> (at most 63)
+    NAME_PATTERN: ClassVar[str | None] = DNS_1035_LABEL
+    NAME_MAX_LENGTH: ClassVar[int | None] = 63 - len("-download-12345678")
     SHORT_NAMES: ClassVar[list[str]] = ["mdep"]
     PRINTER_COLUMNS: ClassVar[list[dict[str, Any]]] = [
         {"name": "Engine", "type": "string", "jsonPath": ".spec.engine"},

@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from .common import (
     AGE_COLUMN,
+    DNS_1035_LABEL,
     DNS_SUBDOMAIN,
     ApiModel,
     Condition,
@@ -188,6 +189,9 @@ class RoutePolicy(Resource):
 
     KIND: ClassVar[str] = "RoutePolicy"
     PLURAL: ClassVar[str] = "routepolicies"
+    #: its gateway's Service is NAME-gateway (RFC 1035, at most 63)
+    NAME_PATTERN: ClassVar[str | None] = DNS_1035_LABEL
+    NAME_MAX_LENGTH: ClassVar[int | None] = 63 - len("-gateway")
     SHORT_NAMES: ClassVar[list[str]] = ["rp"]
     PRINTER_COLUMNS: ClassVar[list[dict[str, Any]]] = [
         {
