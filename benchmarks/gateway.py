@@ -47,7 +47,7 @@ from modelyard.render.gateway import CONFIG_KEY, render_gateway
 from modelyard.render.identity import identity_wiring, merge_wiring
 from modelyard.render.litellm import compile_litellm_config, config_yaml
 from modelyard.render.routing import resolve_routes
-from modelyard.sandbox import Ports, Sandbox
+from modelyard_sandbox import Ports, Sandbox
 
 SECTION = "Gateway compile"
 GROUP, VERSION, NAMESPACE = "modelyard.dev", "v1alpha1", "bench"

@@ -28,7 +28,7 @@ import httpx
 from benchlib import ROOT, Figures, standalone, wait
 from kubernetes import client, config
 
-from modelyard.sandbox import Ports, Sandbox
+from modelyard_sandbox import Ports, Sandbox
 
 SECTION = "Real node"
 REQUESTS = 500

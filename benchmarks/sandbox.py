@@ -11,7 +11,7 @@ from pathlib import Path
 
 from benchlib import Figures, standalone
 
-from modelyard.sandbox import Ports, Sandbox
+from modelyard_sandbox import Ports, Sandbox
 
 GPU_NODES = 100
 SECTION = "Sandbox"

@@ -38,8 +38,8 @@ from modelyard.kube import Kube
 from modelyard.planning.spec import plan_deployment
 from modelyard.render.common import Manifest
 from modelyard.render.model_deployment import Images, ModelDeploymentChildren, render_model_deployment
-from modelyard.sandbox import Ports, Sandbox
-from modelyard.sandbox.pki import Pki
+from modelyard_sandbox import Ports, Sandbox
+from modelyard_sandbox.pki import Pki
 
 OWNER_LABEL = "modelyard.dev/modeldeployment"
 

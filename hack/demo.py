@@ -37,8 +37,8 @@ import yaml
 from modelyard.api.provider_binding import ProviderBinding
 from modelyard.cloud.aws import STS_AUDIENCE
 from modelyard.render.gateway import master_key_secret
-from modelyard.sandbox.components import ISSUER
-from modelyard.sandbox.nodes import KWOK_ANNOTATION
+from modelyard_sandbox.components import ISSUER
+from modelyard_sandbox.nodes import KWOK_ANNOTATION
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the clouds' seeding helpers and the real-node helpers live with the tests

@@ -4,6 +4,10 @@ nothing imported or run), its imports resolved to modules of the package, and ev
 or sideways across the declared layers is listed; so is a pure layer importing an I/O library. Exit 1 when
 there is any, 0 when the graph points one way.
 
+The sandbox (sandbox/modelyard_sandbox, the modelyard-sandbox distribution: development tooling, in neither
+the wheel nor the image) is a layer of its own package: it may import modelyard's layers below its tier,
+and modelyard never imports it (``modelyard sandbox`` finds it through an entry point).
+
     python3 hack/layers.py             # summary: modules per layer, edges between layers, violations
     python3 hack/layers.py --graph     # and every module's imports within the package
 
@@ -22,7 +26,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent / "operator" / "modelyard"
+REPO = Path(__file__).resolve().parent.parent
+ROOT = REPO / "operator" / "modelyard"
+SANDBOX_ROOT = REPO / "sandbox" / "modelyard_sandbox"
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,8 @@ class Layer:
     #: Pure code: spec in, objects out; no I/O library.
     pure: bool
     what: str
+    #: The top-level package the members are in: modelyard's own, or a distribution of its own.
+    package: str = "modelyard"
 
 
 LAYERS = (
@@ -48,7 +56,14 @@ LAYERS = (
     Layer("cloud", 4, ("cloud",), False, "boto3, azure-identity and httpx adapters"),
     Layer("kube", 4, ("kube",), False, "the operator's Kubernetes API client"),
     Layer("controllers", 5, ("controllers",), False, "kopf handlers: parse, call pure code, apply, status"),
-    Layer("sandbox", 5, ("sandbox",), False, "development tooling: the local control plane"),
+    Layer(
+        "sandbox",
+        5,
+        ("",),
+        False,
+        "development tooling: the local control plane (its own distribution)",
+        "modelyard_sandbox",
+    ),
     Layer("cli", 6, ("cli", "__main__"), False, "the modelyard command"),
 )
 #: I/O libraries a pure layer must not import (top-level distribution names).
@@ -63,6 +78,7 @@ class Import:
     target: str  #: imported module of the package, or a top-level third-party name
     line: int
     internal: bool
+    name: str = ""  #: the imported name in full (a third-party module's dotted name)
 
 
 @dataclass(frozen=True)
@@ -74,8 +90,8 @@ class Violation:
         return f"{module_path(self.imp.source)}:{self.imp.line}: {self.why}"
 
 
-def module_path(module: str) -> str:
-    return f"modelyard.{module}" if module else "modelyard"
+def module_path(module: str, package: str = "modelyard") -> str:
+    return f"{package}.{module}" if module else package
 
 
 def modules(root: Path) -> dict[str, Path]:
@@ -130,16 +146,18 @@ def _internal_name(name: str, package: str) -> str | None:
 def _resolve(source: str, name: str, line: int, known: set[str], package: str) -> Import:
     internal = _internal_name(name, package)
     if internal is None:
-        return Import(source, name.partition(".")[0], line, internal=False)
+        return Import(source, name.partition(".")[0], line, internal=False, name=name)
     while internal and internal not in known:
         internal = internal.rpartition(".")[0]
     return Import(source, internal, line, internal=True)
 
 
-def layer_of(module: str) -> Layer | None:
-    """The layer whose longest member covers ``module``."""
+def layer_of(module: str, package: str = "modelyard") -> Layer | None:
+    """The layer whose longest member covers ``module`` (of ``package``)."""
     best: tuple[int, Layer] | None = None
     for layer in LAYERS:
+        if layer.package != package:
+            continue
         for member in layer.members:
             covers = module == member or (member and module.startswith(member + "."))
             if covers and (best is None or len(member) > best[0]):
@@ -155,6 +173,10 @@ def check(found: list[Import]) -> list[Violation]:
         if not imp.internal:
             if source.pure and imp.target in IO_LIBRARIES:
                 violations.append(Violation(imp, f"{source.name} is pure and imports {imp.target}"))
+            if imp.target in OTHER_PACKAGES:
+                violations.append(
+                    Violation(imp, f"{source.name} imports {imp.target}, which modelyard does not ship")
+                )
             continue
         target = layer_of(imp.target)
         assert target is not None
@@ -169,6 +191,47 @@ def check(found: list[Import]) -> list[Violation]:
             )
         )
     return violations
+
+
+OTHER_PACKAGES = frozenset(layer.package for layer in LAYERS) - {"modelyard"}
+
+
+@dataclass(frozen=True)
+class Outside:
+    """An import of modelyard by another package's module."""
+
+    layer: Layer  #: the other package's layer
+    imp: Import  #: with ``target``: the modelyard module imported
+
+    def __str__(self) -> str:
+        return f"{module_path(self.imp.source, self.layer.package)}:{self.imp.line}: " + self.why()
+
+    def why(self) -> str:
+        target = layer_of(self.imp.target)
+        assert target is not None
+        return (
+            f"{self.layer.name} (tier {self.layer.tier}) imports {module_path(self.imp.target)} "
+            f"({target.name}, tier {target.tier}): a back-edge"
+        )
+
+    def ok(self) -> bool:
+        target = layer_of(self.imp.target)
+        return target is not None and target.tier < self.layer.tier
+
+
+def analyse_outside(root: Path, known: set[str]) -> tuple[Layer, dict[str, Path], list[Outside]]:
+    """Another package (the sandbox) under ``root``: its layer, its modules, and its imports of modelyard
+    (resolved against modelyard's ``known`` modules)."""
+    package = root.name
+    layer = next(layer for layer in LAYERS if layer.package == package)
+    found_modules = modules(root)
+    found = [
+        Outside(layer, _resolve(imp.source, imp.name, imp.line, known, "modelyard"))
+        for module, path in found_modules.items()
+        for imp in imports(module, path, set(found_modules), package)
+        if not imp.internal and imp.target == "modelyard"
+    ]
+    return layer, found_modules, found
 
 
 def analyse(root: Path) -> tuple[dict[str, Path], list[Import], list[str]]:
@@ -187,16 +250,28 @@ def analyse(root: Path) -> tuple[dict[str, Path], list[Import], list[str]]:
     return found_modules, found, unassigned
 
 
-def report(root: Path, *, graph: bool, out: list[str]) -> int:
+def report(root: Path, *, graph: bool, out: list[str], sandbox: Path | None = None) -> int:
     found_modules, found, unassigned = analyse(root)
     violations = check(found)
+    outside: list[Outside] = []
     per_layer: dict[str, int] = defaultdict(int)
+    layer_edges: dict[tuple[str, str], int] = defaultdict(int)
+    outside_edges: dict[str, set[str]] = defaultdict(set)
+    if sandbox is not None:
+        layer, sandbox_modules, outside = analyse_outside(sandbox, set(found_modules))
+        per_layer[layer.name] = len(sandbox_modules)
+        for imp in outside:
+            target = layer_of(imp.imp.target)
+            assert target is not None
+            layer_edges[(layer.name, target.name)] += 1
+            outside_edges[module_path(imp.imp.source, layer.package)].add(module_path(imp.imp.target))
+        for module in sandbox_modules:
+            outside_edges[module_path(module, layer.package)]
     for module in found_modules:
         layer = layer_of(module)
         per_layer[layer.name if layer else "?"] += 1
     internal = [imp for imp in found if imp.internal]
     edges = {(imp.source, imp.target) for imp in internal}
-    layer_edges: dict[tuple[str, str], int] = defaultdict(int)
     for source, target in edges:
         a, b = layer_of(source), layer_of(target)
         assert a is not None and b is not None
@@ -215,11 +290,14 @@ def report(root: Path, *, graph: bool, out: list[str]) -> int:
         for module in sorted(found_modules):
             targets = sorted({module_path(t) for s, t in edges if s == module})
             out.append(f"{module_path(module)} -> {', '.join(targets) or '-'}")
+        for name, targets_of in sorted(outside_edges.items()):
+            out.append(f"{name} -> {', '.join(sorted(targets_of)) or '-'}")
     problems = [
         f"{module_path(m)}: in no declared layer (add it to LAYERS in hack/layers.py)"
         for m in unassigned
     ]
     problems += [str(v) for v in sorted(violations, key=lambda v: (v.imp.source, v.imp.line))]
+    problems += [str(o) for o in outside if not o.ok()]
     if problems:
         out.append("")
         out.append(f"{len(problems)} layering violation(s):")
@@ -238,9 +316,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--graph", action="store_true", help="also print every module's imports")
     parser.add_argument("--root", type=Path, default=ROOT, help="the package (default: %(default)s)")
+    parser.add_argument(
+        "--sandbox", type=Path, default=SANDBOX_ROOT, help="the sandbox's package (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     out: list[str] = []
-    status = report(args.root, graph=args.graph, out=out)
+    status = report(args.root, graph=args.graph, out=out, sandbox=args.sandbox)
     print("\n".join(out))
     return status
 

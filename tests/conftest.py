@@ -31,7 +31,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from moto.server import ThreadedMotoServer
 
-from modelyard.sandbox import Ports, Sandbox
+from modelyard_sandbox import Ports, Sandbox
 
 NAMESPACE_READY_TIMEOUT_S = 30.0
 #: The AWS region of the tests' clouds (moto's server and the fakes).

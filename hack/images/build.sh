@@ -12,7 +12,7 @@
 # Each image is one docker-archive tarball (RepoTags = its reference, so `ctr -n k8s.io images import` names
 # it) under ${MODELYARD_CACHE:-$HOME/.cache/modelyard}/images/, named after a hash of its inputs: an image
 # whose inputs did not change is not rebuilt, so a second run takes seconds. The index the sandbox reads
-# (modelyard.sandbox.images) is images/index.json. buildah keeps its storage under images/buildah/; nothing
+# (modelyard_sandbox.images) is images/index.json. buildah keeps its storage under images/buildah/; nothing
 # stays mounted or running after a build. Debian packages the build needs are installed when missing.
 #
 #   hack/images/build.sh [ROLE...]    all images, or only the roles named (base, pause, coredns, operator, ...)

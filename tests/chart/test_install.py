@@ -30,8 +30,8 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from modelyard.sandbox.kube import write_kubeconfig
-from modelyard.sandbox.pki import Pki
+from modelyard_sandbox.kube import write_kubeconfig
+from modelyard_sandbox.pki import Pki
 
 from .conftest import CHART, ROOT, helm, set_args
 

@@ -18,7 +18,7 @@ import pytest
 from kopf.testing import KopfRunner
 from kubernetes import client, config
 
-from modelyard.sandbox import Ports, Sandbox
+from modelyard_sandbox import Ports, Sandbox
 from tests.conftest import Cluster, _fresh_namespace
 from tests.controllers.conftest import GROUP, ROOT, VERSION, condition, create, get_md, kubectl
 

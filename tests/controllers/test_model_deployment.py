@@ -14,7 +14,7 @@ import pytest
 from kubernetes import client
 
 from modelyard.controllers.metrics import METRICS
-from modelyard.sandbox.components import FAILING_REVISION
+from modelyard_sandbox.components import FAILING_REVISION
 from tests.controllers.conftest import (
     PLANTED,
     api_error,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from modelyard.errors import UserError
-from modelyard.sandbox.images import BuiltImage, built_images
+from modelyard_sandbox.images import BuiltImage, built_images
 
 from .runtime import Netns
 

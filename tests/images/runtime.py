@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from modelyard.sandbox.images import BuiltImage
+from modelyard_sandbox.images import BuiltImage
 
 T = TypeVar("T")
 CLONE_NEWNET = 0x40000000

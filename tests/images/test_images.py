@@ -47,7 +47,7 @@ from modelyard.render.model_deployment import (
 )
 from modelyard.render.targets import ResolvedBackend, ResolvedRoute
 from modelyard.render.web_identity import STS_AUDIENCE
-from modelyard.sandbox.images import (
+from modelyard_sandbox.images import (
     AWS_CLI,
     COREDNS,
     GATEWAY,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from modelyard.errors import UserError
-from modelyard.sandbox.images import ROLES, BuiltImage, built_image, built_images, index_path
+from modelyard_sandbox.images import ROLES, BuiltImage, built_image, built_images, index_path
 
 
 def _write_index(cache: Path, *, skip: str | None = None, missing_archive: str | None = None) -> None:

@@ -11,8 +11,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from modelyard.sandbox import images
-from modelyard.sandbox.nodeconfig import NODE_NAME
+from modelyard_sandbox import images
+from modelyard_sandbox.nodeconfig import NODE_NAME
 
 POD_TIMEOUT_S = 90.0
 

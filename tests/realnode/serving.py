@@ -42,8 +42,8 @@ from modelyard.planning.catalog import GPU_TYPES
 from modelyard.render.gateway import MASTER_KEY_SECRET_KEY, gateway_name, master_key_secret
 from modelyard.render.gateway import PORT as GATEWAY_PORT
 from modelyard.render.model_deployment import GPU_RESOURCE
-from modelyard.sandbox import images
-from modelyard.sandbox.nodeconfig import NODE_NAME
+from modelyard_sandbox import images
+from modelyard_sandbox.nodeconfig import NODE_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION = "modelyard.dev", "v1alpha1"

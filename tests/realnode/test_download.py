@@ -38,8 +38,8 @@ from kubernetes import client
 
 from modelyard.render.model_deployment import COMPLETE_MARKER, DOWNLOADER, PERMANENT_FAILURE, RUN_AS_USER
 from modelyard.render.web_identity import STS_AUDIENCE
-from modelyard.sandbox import images
-from modelyard.sandbox.nodeconfig import NODE_IP, NODE_NAME
+from modelyard_sandbox import images
+from modelyard_sandbox.nodeconfig import NODE_IP, NODE_NAME
 from tests.conftest import REGION, RealSandbox
 
 from . import s3_source

@@ -18,7 +18,7 @@ import pytest
 from kubernetes import client
 
 from modelyard.render.gateway import CONFIG_KEY, gateway_name
-from modelyard.sandbox.nodeconfig import NODE_NAME
+from modelyard_sandbox.nodeconfig import NODE_NAME
 from tests.conftest import RealSandbox
 
 from .serving import (

@@ -16,8 +16,8 @@ import pytest
 from kubernetes import client, config
 
 from modelyard.errors import UserError
-from modelyard.sandbox import Ports, Sandbox
-from modelyard.sandbox.nodeconfig import BRIDGE, CGROUP_ROOT, NODE_IP, RUN_DIR
+from modelyard_sandbox import Ports, Sandbox
+from modelyard_sandbox.nodeconfig import BRIDGE, CGROUP_ROOT, NODE_IP, RUN_DIR
 
 from ..conftest import RealSandbox, start_real_sandbox
 from .podlib import http_server, on_real_node, run_python

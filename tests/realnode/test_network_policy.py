@@ -23,7 +23,7 @@ from modelyard.render.common import selector_labels
 from modelyard.render.gateway import PORT as GATEWAY_PORT
 from modelyard.render.gateway import gateway_name
 from modelyard.render.model_deployment import DOWNLOADER, PORT
-from modelyard.sandbox.nodeconfig import NODE_NAME
+from modelyard_sandbox.nodeconfig import NODE_NAME
 from tests.conftest import RealSandbox
 
 from .podlib import delete_quietly, fetch_script, http_server, python_pod, wait_finished, wait_ready

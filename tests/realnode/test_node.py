@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from modelyard.sandbox.nodeconfig import CLUSTER_DNS_IP, NODE_NAME
+from modelyard_sandbox.nodeconfig import CLUSTER_DNS_IP, NODE_NAME
 
 from .podlib import (
     fetch_script,

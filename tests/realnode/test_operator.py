@@ -16,7 +16,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from modelyard.sandbox.nodeconfig import NODE_NAME
+from modelyard_sandbox.nodeconfig import NODE_NAME
 from tests.chart.conftest import CHART, helm, set_args
 from tests.conftest import RealSandbox
 

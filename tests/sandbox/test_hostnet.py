@@ -11,8 +11,8 @@ import textwrap
 
 import pytest
 
-from modelyard.sandbox.hostnet import chains_to_remove, removal_script
-from modelyard.sandbox.nodeconfig import CNI_NETWORK
+from modelyard_sandbox.hostnet import chains_to_remove, removal_script
+from modelyard_sandbox.nodeconfig import CNI_NETWORK
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("iptables-restore") is None or shutil.which("unshare") is None,
@@ -56,7 +56,7 @@ COMMIT
 CLEAN = textwrap.dedent(
     """
     import subprocess, sys
-    from modelyard.sandbox.hostnet import chains_to_remove, removal_script
+    from modelyard_sandbox.hostnet import chains_to_remove, removal_script
     subprocess.run(["iptables-restore"], input=sys.argv[1], text=True, check=True)
     for table in ("filter", "nat"):
         save = subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True).stdout

@@ -128,3 +128,41 @@ def test_crds_prints_three_definitions() -> None:
         "providerbindings.modelyard.dev",
         "routepolicies.modelyard.dev",
     ]
+
+
+def test_sandbox_is_found_through_its_entry_point(tmp_path: Path) -> None:
+    """``modelyard sandbox`` comes from the modelyard-sandbox distribution (sandbox/), handed every argument
+    after ``sandbox``, options first included."""
+    listed = modelyard("--help")
+    assert "sandbox" in listed.stdout
+    usage = modelyard("sandbox", "--help")
+    assert usage.returncode == 0, usage.stderr
+    assert usage.stdout.startswith("usage: modelyard sandbox [-h] {up,down,status}")
+    status = modelyard("sandbox", "status", "--dir", str(tmp_path))
+    assert status.returncode == 1, status.stderr  # nothing running there
+    assert f"sandbox {tmp_path}" in status.stdout
+    assert "kube-apiserver" in status.stdout
+    bad = modelyard("sandbox", "up", "--gpu-nodes", "x")  # argparse's usage error, as for every command
+    assert bad.returncode == 2
+    assert "modelyard sandbox up: error: argument --gpu-nodes: invalid int value: 'x'" in bad.stderr
+
+
+def test_sandbox_without_its_distribution_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The wheel and the image have no sandbox: the command says how to install it, in one line, exit 2."""
+    from modelyard.cli import main  # noqa: PLC0415
+
+    monkeypatch.setattr(main, "entry_points", lambda **_: ())  # as where modelyard-sandbox is not installed
+    assert main.main(["sandbox", "up", "--no-real-node"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        "modelyard sandbox: not installed: install modelyard-sandbox from a clone of the repository: "
+        "pip install ./sandbox (make install does)"
+    ]
+
+
+def test_unknown_arguments_are_still_refused() -> None:
+    result = modelyard("crds", "--bogus")
+    assert result.returncode == 2
+    assert "unrecognized arguments: --bogus" in result.stderr

@@ -25,11 +25,11 @@ def _load() -> ModuleType:
 layers = _load()
 
 
-def package(root: Path, files: dict[str, str]) -> Path:
-    """A package named modelyard under ``root`` with ``files`` (path -> source) and their __init__.py."""
-    pkg = root / "modelyard"
-    for name, source in {"__init__.py": "", **files}.items():
-        path = pkg / name
+def package(root: Path, files: dict[str, str], name: str = "modelyard") -> Path:
+    """A package named ``name`` under ``root`` with ``files`` (path -> source) and their __init__.py."""
+    pkg = root / name
+    for file, source in {"__init__.py": "", **files}.items():
+        path = pkg / file
         path.parent.mkdir(parents=True, exist_ok=True)
         init = path.parent / "__init__.py"
         if not init.exists():
@@ -38,9 +38,9 @@ def package(root: Path, files: dict[str, str]) -> Path:
     return pkg
 
 
-def check(pkg: Path) -> tuple[int, str]:
+def check(pkg: Path, sandbox: Path | None = None) -> tuple[int, str]:
     out: list[str] = []
-    status = layers.report(pkg, graph=False, out=out)
+    status = layers.report(pkg, graph=False, out=out, sandbox=sandbox)
     return status, "\n".join(out)
 
 
@@ -88,6 +88,11 @@ def test_a_clean_package_passes(tmp_path: Path) -> None:
         ({"planning/cloud.py": "import boto3.session\n"}, "planning is pure and imports boto3"),
         # a package no layer declares
         ({"newthing/x.py": ""}, "modelyard.newthing: in no declared layer"),
+        # the sandbox, which neither the wheel nor the image ships, even deferred
+        (
+            {"cli/main.py": "def f():\n    from modelyard_sandbox.cli import main\n"},
+            "modelyard.cli.main:2: cli imports modelyard_sandbox, which modelyard does not ship",
+        ),
     ],
 )
 def test_a_planted_violation_fails_the_check(tmp_path: Path, planted: dict[str, str], expected: str) -> None:
@@ -103,4 +108,33 @@ def test_the_package_has_no_back_edges() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "modelyard.render.gateway -> " in result.stdout
+    assert "modelyard_sandbox.sandbox -> modelyard.errors" in result.stdout
     assert "no back-edges" in result.stdout
+
+
+SANDBOX = {
+    "sandbox.py": "import httpx\nfrom modelyard.render.common import UserError\nfrom . import kube\n",
+    "kube.py": "from modelyard import errors\nfrom modelyard.errors import UserError\n",
+}
+
+
+def test_the_sandbox_may_import_lower_layers_of_modelyard(tmp_path: Path) -> None:
+    sandbox = package(tmp_path, SANDBOX, name="modelyard_sandbox")
+    status, out = check(package(tmp_path, CLEAN), sandbox)
+    assert status == 0, out
+    assert "tier 5 sandbox      I/O    3 modules  -> core, render\n" in out
+
+
+def test_the_sandbox_importing_the_controllers_or_the_cli_fails(tmp_path: Path) -> None:
+    planted = {
+        "cli.py": "def f():\n    from modelyard.cli import main\n",
+        "sandbox.py": "import modelyard.controllers.common\n",
+    }
+    sandbox = package(tmp_path, {**SANDBOX, **planted}, name="modelyard_sandbox")
+    status, out = check(package(tmp_path, CLEAN), sandbox)
+    assert status == 1
+    assert "modelyard_sandbox.cli:2: sandbox (tier 5) imports modelyard.cli (cli, tier 6)" in out, out
+    assert (
+        "modelyard_sandbox.sandbox:1: sandbox (tier 5) imports modelyard.controllers.common "
+        "(controllers, tier 5): a back-edge" in out
+    ), out

@@ -1,21 +1,33 @@
-"""``modelyard sandbox up|down|status``."""
+"""``modelyard sandbox up|down|status``: the ``modelyard`` command finds :func:`main` through the
+``modelyard.commands`` entry point this distribution declares, and hands it the arguments after
+``sandbox``."""
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from modelyard.sandbox.nodeconfig import NODE_IP
-from modelyard.sandbox.sandbox import Ports, Sandbox
+from modelyard_sandbox.nodeconfig import NODE_IP
+from modelyard_sandbox.sandbox import Ports, Sandbox
 
 DEFAULT_DIR = Path(".sandbox")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add the ``sandbox`` command and its ``up``, ``down`` and ``status`` subcommands."""
-    sandbox = subparsers.add_parser(
-        "sandbox", help="local control plane with simulated GPU nodes and one real node"
+def main(argv: Sequence[str]) -> int:
+    """Run ``modelyard sandbox ARGV...``; a user error is raised (``modelyard.errors.UserError``) for the
+    ``modelyard`` command to print as one line."""
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``sandbox`` command and its ``up``, ``down`` and ``status`` subcommands."""
+    sandbox = argparse.ArgumentParser(
+        prog="modelyard sandbox",
+        description="local control plane with simulated GPU nodes and one real node",
     )
     commands = sandbox.add_subparsers(dest="sandbox_command", required=True, metavar="{up,down,status}")
     up = commands.add_parser(
@@ -71,6 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
             default=DEFAULT_DIR,
             help="sandbox directory (default .sandbox in the current directory)",
         )
+    return sandbox
 
 
 def _up(args: argparse.Namespace) -> int:

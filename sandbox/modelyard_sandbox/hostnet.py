@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelyard.errors import UserError
-from modelyard.sandbox.components import POD_CIDR, SERVICE_CIDR
-from modelyard.sandbox.nodeconfig import (
+from modelyard_sandbox.components import POD_CIDR, SERVICE_CIDR
+from modelyard_sandbox.nodeconfig import (
     BRIDGE,
     CGROUP_ROOT,
     CNI_NETWORK,

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelyard.sandbox.nodes import KWOK_ANNOTATION
-from modelyard.sandbox.pki import Pki
+from modelyard_sandbox.nodes import KWOK_ANNOTATION
+from modelyard_sandbox.pki import Pki
 
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"  #: the ``kubernetes`` Service's cluster IP: first address of SERVICE_CIDR

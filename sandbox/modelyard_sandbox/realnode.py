@@ -2,7 +2,7 @@
 pod, images imported from ``make images`` (there is no registry).
 
 One real node per machine (kube-proxy's and kube-router's rules are global): :meth:`RealNode.claim` records
-the owning sandbox in :data:`~modelyard.sandbox.nodeconfig.RUN_DIR` and refuses a second one while the
+the owning sandbox in :data:`~modelyard_sandbox.nodeconfig.RUN_DIR` and refuses a second one while the
 first runs; a node whose processes are gone (a killed sandbox) is cleaned up first. :meth:`RealNode.stop`
 stops the processes and hands the machine back (see ``hostnet.clean``).
 """
@@ -25,11 +25,11 @@ import httpx
 import yaml
 
 from modelyard.errors import UserError
-from modelyard.sandbox import hostnet, images, process
-from modelyard.sandbox.binaries import cache_dir
-from modelyard.sandbox.components import SERVICE_CIDR
-from modelyard.sandbox.kube import wait_until, write_kubeconfig
-from modelyard.sandbox.nodeconfig import (
+from modelyard_sandbox import hostnet, images, process
+from modelyard_sandbox.binaries import cache_dir
+from modelyard_sandbox.components import SERVICE_CIDR
+from modelyard_sandbox.kube import wait_until, write_kubeconfig
+from modelyard_sandbox.nodeconfig import (
     NODE_IP,
     NODE_NAME,
     RUN_DIR,
@@ -44,7 +44,7 @@ from modelyard.sandbox.nodeconfig import (
     kubelet_args,
     kubelet_config,
 )
-from modelyard.sandbox.pki import Pki
+from modelyard_sandbox.pki import Pki
 
 NODE_BINARIES = (
     "kubelet",

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from modelyard.sandbox.pki import KeyPair
+from modelyard_sandbox.pki import KeyPair
 
 CLUSTER_NAME = "modelyard-sandbox"
 POLL_S = 0.25

@@ -22,13 +22,13 @@ import httpx
 
 from modelyard.errors import UserError
 from modelyard.render.model_deployment import PERMANENT_FAILURE
-from modelyard.sandbox import hostnet, nodes, process, storage
-from modelyard.sandbox.binaries import find_bin_dir, find_stages
-from modelyard.sandbox.components import AUDIT_POLICY, COMMANDS, FAILING_DOWNLOAD_STAGE, SERVICE_IP, Layout
-from modelyard.sandbox.kube import api_client, is_ready, wait_until, write_kubeconfig
-from modelyard.sandbox.nodeconfig import NODE_IP
-from modelyard.sandbox.pki import CLIENTS, Pki
-from modelyard.sandbox.realnode import NODE_PROCESSES, RealNode, find_node_bin_dir
+from modelyard_sandbox import hostnet, nodes, process, storage
+from modelyard_sandbox.binaries import find_bin_dir, find_stages
+from modelyard_sandbox.components import AUDIT_POLICY, COMMANDS, FAILING_DOWNLOAD_STAGE, SERVICE_IP, Layout
+from modelyard_sandbox.kube import api_client, is_ready, wait_until, write_kubeconfig
+from modelyard_sandbox.nodeconfig import NODE_IP
+from modelyard_sandbox.pki import CLIENTS, Pki
+from modelyard_sandbox.realnode import NODE_PROCESSES, RealNode, find_node_bin_dir
 
 STATE_FILE = "sandbox.json"
 ETCD_TIMEOUT_S = 30.0

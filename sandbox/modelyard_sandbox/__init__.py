@@ -1,5 +1,5 @@
 """A real Kubernetes control plane on loopback with simulated GPU nodes (``modelyard sandbox``)."""
 
-from modelyard.sandbox.sandbox import Ports, Sandbox, SandboxStatus
+from modelyard_sandbox.sandbox import Ports, Sandbox, SandboxStatus
 
 __all__ = ["Ports", "Sandbox", "SandboxStatus"]
