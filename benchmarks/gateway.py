@@ -42,7 +42,7 @@ from modelyard.api import ModelDeployment, ProviderBinding, RoutePolicy
 from modelyard.api.route_policy import RoutePolicySpec
 from modelyard.audit.route_policy import route_policy_findings
 from modelyard.config import Settings
-from modelyard.controllers.provider_binding import merge_in_order
+from modelyard.controllers.gateway_account import merge_in_order
 from modelyard.render.gateway import CONFIG_KEY, render_gateway
 from modelyard.render.identity import identity_wiring, merge_wiring
 from modelyard.render.litellm import compile_litellm_config, config_yaml

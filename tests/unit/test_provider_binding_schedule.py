@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from modelyard.controllers.provider_binding import merge_in_order, next_verification, parse_duration
+from modelyard.controllers.gateway_account import merge_in_order
+from modelyard.controllers.reverification import next_verification, parse_duration
 
 ROLE = "arn:aws:iam::123456789012:role/llm-gateway"
 

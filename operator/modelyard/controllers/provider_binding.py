@@ -1,44 +1,29 @@
-"""ProviderBinding controller: the gateway ServiceAccount's identity wiring, then the cloud's own verdict on
-that identity and on the network path, in status.
+"""ProviderBinding controller: the kopf handlers and the reconcile. A binding's identity wiring goes onto the
+namespace's gateway ServiceAccount (gateway_account.py), the clouds give their verdict on that identity and
+on the network path (verification.py), and both become status.
 
-One reconcile function serves the binding's create/update/resume and the periodic re-verification, under a
-per-object lock, retried with back-off when the API server fails transiently (common.reconcile_guarded).
-The gateway ServiceAccount carries the merged wiring of every binding in its namespace
-(server-side apply as field manager ``modelyard-providerbinding``, so the RoutePolicy controller's apply of
-the same ServiceAccount neither removes nor fights these fields); each binding it serves is a non-controller
-owner, so it is garbage-collected with the last of them and no finalizer is needed. When bindings disagree
-(two IAM roles on one ServiceAccount), the older binding wins and the newer one reports the conflict.
-
-Re-verification follows ``spec.verifyEvery`` with up to 10 % jitter, from a background task over an index of
-bindings (a kopf timer would put a finalizer on every binding; modelyard keeps none). A cloud that gives no
-verdict (throttled, unreachable) leaves every verdict as it was, with reason ``VerificationUnavailable``,
-and is asked again one interval later.
+One reconcile function serves the binding's create/update/resume and the periodic re-verification
+(reverification.py), under a per-object lock, retried with back-off when the API server fails transiently
+(common.reconcile_guarded). A cloud that gives no verdict (throttled, unreachable) leaves every verdict as
+it was, with reason ``VerificationUnavailable``, and is asked again one interval later.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
+import functools
 import logging
-import re
-import time
-import zlib
-from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 import httpx
 import kopf
-from pydantic import ValidationError
 
 from modelyard.api import GROUP, VERSION
-from modelyard.api.common import Finding, SecretRef
+from modelyard.api.common import Finding
 from modelyard.api.conditions import Cond, condition, now_rfc3339, summary
 from modelyard.api.policy import ClusterPolicy
 from modelyard.api.provider_binding import (
     AwsAuthType,
     AzureAuthType,
-    BedrockSpec,
     IdentityMode,
     IdentityStatus,
     ProviderBinding,
@@ -48,41 +33,26 @@ from modelyard.api.provider_binding import (
 )
 from modelyard.audit.findings import Observed, provider_binding_findings
 from modelyard.audit.route_policy import region_findings
-from modelyard.cloud import Check, CloudUnavailable
-from modelyard.cloud.aws import STS_AUDIENCE, BedrockTarget, BedrockVerifier
-from modelyard.cloud.azure import TOKEN_AUDIENCE, AzureTarget, AzureVerifier
+from modelyard.cloud import CloudUnavailable
+from modelyard.cloud.aws import BedrockVerifier
+from modelyard.cloud.azure import AzureVerifier
 from modelyard.cloud.network import resolver_from
 from modelyard.cloud.scrub import scrub
 from modelyard.config import Settings
-from modelyard.kube import ApiError, Kube
-from modelyard.render.identity import (
-    AWS_SECRET_KEYS,
-    AZURE_SECRET_KEY,
-    IdentityWiring,
-    identity_wiring,
-    merge_wiring,
-    service_account,
-)
+from modelyard.kube import ApiError
 
+from . import reverification
 from .common import READY, ObjectLocks, Owner, reconcile_guarded
+from .gateway_account import sync_for_bindings
 from .metrics import instrumented, record_verification
 from .peering import is_active
+from .verification import CONNECTIVITY, CREDENTIALS, Verification
 
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND, PLURAL = ProviderBinding.KIND, ProviderBinding.PLURAL
-FIELD_MANAGER = "modelyard-providerbinding"
-IDENTITY, CREDENTIALS, CONNECTIVITY = (
-    "IdentityConfigured",
-    "CredentialsVerified",
-    "PrivateConnectivityVerified",
-)
+IDENTITY = "IdentityConfigured"
 UNAVAILABLE = "VerificationUnavailable"
-TOKEN_TTL_S = 600  # the shortest TokenRequest lifetime the API server accepts
-JITTER = 0.1
-WATCH_TICK_S = 1.0
 QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "azure", "msal")
-_DURATION_PART = re.compile(r"([0-9]+)(s|m|h)")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600}
 
 logger = logging.getLogger(__name__)
 _locks = ObjectLocks()
@@ -105,7 +75,7 @@ async def on_deleted(type: str, body: kopf.Body, memo: kopf.Memo, **kwargs: Any)
     index: kopf.Index[str, dict[str, Any]] = kwargs["provider_bindings"]
     others = [b for b in index.get(namespace, []) if b["metadata"].get("uid") != uid]
     try:
-        await sync_service_account(memo.kube, namespace, others)
+        await sync_for_bindings(memo.kube, namespace, others)
     except ApiError as exc:
         logger.warning("updating the gateway ServiceAccount in %s failed: %s", namespace, exc.message)
 
@@ -135,64 +105,13 @@ async def start_verifier(memo: kopf.Memo, **kwargs: Any) -> None:
     )
     index: kopf.Index[str, dict[str, Any]] = kwargs["provider_bindings"]  # kopf passes indexes by name
     memo.binding_index = index
-    memo.binding_verifier = asyncio.create_task(_reverify_due(memo, index))
+    reverification.start(memo, index, functools.partial(_reverify, memo))
 
 
 @kopf.on.cleanup()
 async def stop_verifier(memo: kopf.Memo, **_: Any) -> None:
     """Stop the re-verification and wait for it, before the API client it uses is closed."""
-    task = memo.get("binding_verifier")
-    if task is not None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
-# --- periodic re-verification -----------------------------------------------------------------------------
-def parse_duration(text: str) -> float:
-    """``1h30m`` -> 5400.0 seconds (the API's DURATION pattern: digits with s, m or h, repeated)."""
-    return float(sum(int(n) * _UNIT_S[unit] for n, unit in _DURATION_PART.findall(text)))
-
-
-def _epoch(rfc3339: str | None) -> float:
-    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp() if rfc3339 else 0.0
-
-
-def next_verification(entry: dict[str, Any], last_attempt: float = 0.0) -> float:
-    """When a binding is due again (epoch seconds): ``verifyEvery`` after its last verification (or creation,
-    or this process's last attempt, whichever is latest), stretched by a jitter of up to 10 % that is fixed
-    for that interval, so bindings created together spread out."""
-    last = max(
-        _epoch(entry["status"].get("lastVerifiedTime")),
-        _epoch(entry["metadata"].get("creationTimestamp")),
-        last_attempt,
-    )
-    interval = parse_duration(str(entry["spec"].get("verifyEvery") or "10m"))
-    spread = zlib.crc32(f"{entry['metadata'].get('uid')}@{last}".encode()) / 0xFFFFFFFF
-    return last + interval * (1 + JITTER * spread)
-
-
-async def _reverify_due(memo: kopf.Memo, index: kopf.Index[str, dict[str, Any]]) -> None:
-    """Every second, start the verification of each binding that is due and not already being verified;
-    when cancelled, cancel those verifications and wait for them."""
-    attempts: dict[tuple[str, str], float] = {}
-    running: dict[tuple[str, str], asyncio.Task[None]] = {}
-    try:
-        while True:
-            await asyncio.sleep(WATCH_TICK_S)
-            for done in [key for key, task in running.items() if task.done()]:
-                del running[done]
-            now = time.time()
-            for namespace in list(index):
-                for entry in list(index.get(namespace, [])):
-                    key = (namespace, entry["metadata"]["name"])
-                    if key in running or next_verification(entry, attempts.get(key, 0.0)) > now:
-                        continue
-                    attempts[key] = now
-                    running[key] = asyncio.create_task(_reverify(memo, *key))
-    finally:
-        for task in running.values():
-            task.cancel()
-        await asyncio.gather(*running.values(), return_exceptions=True)
+    await reverification.stop(memo)
 
 
 async def _reverify(memo: kopf.Memo, namespace: str, name: str) -> None:
@@ -236,97 +155,6 @@ async def _reconcile(
     )
 
 
-async def sync_service_account(
-    kube: Kube, namespace: str, bindings: Iterable[dict[str, Any]]
-) -> dict[str, str]:
-    """Apply the gateway ServiceAccount with the wiring of ``bindings``; returns the bindings left out, by
-    name, with why (a conflict with an older binding)."""
-    accepted, conflicts = merge_in_order(bindings)
-    if accepted:
-        wiring = merge_wiring(identity_wiring(b) for b in accepted)
-        account = service_account(wiring, namespace)
-        account["metadata"]["ownerReferences"] = [_owner_reference(b) for b in accepted]
-        current = await kube.get("v1", "ServiceAccount", namespace, account["metadata"]["name"])
-        if current is None or not applied_already(current, account, FIELD_MANAGER):
-            await kube.apply(account, field_manager=FIELD_MANAGER)
-    return conflicts
-
-
-def applied_already(current: dict[str, Any], want: dict[str, Any], manager: str) -> bool:
-    """Whether ``manager``'s last server-side apply to ``current`` was ``want``'s labels, annotations and
-    owner references, exactly (the fields it owns, from managedFields, and their values), so applying
-    ``want`` again would change nothing: a re-verification then writes nothing."""
-    entries = (current.get("metadata") or {}).get("managedFields") or []
-    entry = next((m for m in entries if m.get("manager") == manager and m.get("operation") == "Apply"), None)
-    if entry is None:
-        return False
-    owned = (entry.get("fieldsV1") or {}).get("f:metadata") or {}
-    have, wanted = current["metadata"], want["metadata"]
-    for field in ("labels", "annotations"):
-        keys = {key[2:] for key in owned.get(f"f:{field}") or {} if key.startswith("f:")}
-        values = wanted.get(field) or {}
-        if keys != set(values) or any((have.get(field) or {}).get(k) != v for k, v in values.items()):
-            return False
-    refs = {
-        json.loads(key[2:])["uid"] for key in owned.get("f:ownerReferences") or {} if key.startswith("k:")
-    }
-    present = {ref.get("uid") for ref in have.get("ownerReferences") or []}
-    wanted_refs = {ref["uid"] for ref in wanted.get("ownerReferences") or []}
-    return refs == wanted_refs <= present and current.get("automountServiceAccountToken") == want.get(
-        "automountServiceAccountToken"
-    )
-
-
-def merge_in_order(bodies: Iterable[dict[str, Any]]) -> tuple[list[ProviderBinding], dict[str, str]]:
-    """Valid bindings, oldest first, each kept only if its wiring merges with those kept before it."""
-    parsed = []
-    for body in bodies:
-        try:
-            parsed.append(ProviderBinding.model_validate(body))
-        except ValidationError:
-            continue  # its own reconcile reports it
-    parsed.sort(
-        key=lambda b: (str((b.metadata.model_extra or {}).get("creationTimestamp") or ""), b.metadata.name)
-    )
-    accepted: list[ProviderBinding] = []
-    wirings: list[IdentityWiring] = []
-    conflicts: dict[str, str] = {}
-    for binding in parsed:
-        wiring = identity_wiring(binding)
-        try:
-            merge_wiring([*wirings, wiring])
-        except ValueError as exc:
-            conflicts[binding.metadata.name] = str(exc)
-            continue
-        accepted.append(binding)
-        wirings.append(wiring)
-    return accepted, conflicts
-
-
-def _owner_reference(binding: ProviderBinding) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "name": binding.metadata.name,
-        "uid": binding.metadata.uid,
-        "controller": False,
-        "blockOwnerDeletion": False,
-    }
-
-
-class _Verdict:
-    """What one verification produced, before it becomes status."""
-
-    def __init__(self, credentials: Cond, connectivity: Cond, observed: Observed) -> None:
-        self.credentials = credentials
-        self.connectivity = connectivity
-        self.observed = observed
-        self.gate: Cond | None = None  #: a requirement outside the conditions that keeps Ready False
-        self.principal: str | None = None
-        self.region: str | None = None
-        self.endpoint: str | None = None
-
-
 class _Reconcile(Owner[ProviderBinding]):
     model = ProviderBinding
 
@@ -355,7 +183,8 @@ class _Reconcile(Owner[ProviderBinding]):
             await self._finish(_not_verified(wired), unverified)
             return
         try:
-            verdict = await self._verify(binding)
+            verification = Verification(self.kube, self.namespace, self.memo.bedrock, self.memo.azure)
+            verdict = await verification.verify(binding)
         except CloudUnavailable as exc:
             # verdicts stay as they were; a binding never verified still shows what its spec says
             kept = ProviderBindingStatus() if self.status.get("identity") else unverified
@@ -390,119 +219,12 @@ class _Reconcile(Owner[ProviderBinding]):
         bodies = list(index.get(self.namespace, [])) if index is not None else []
         bodies = [b for b in bodies if b["metadata"].get("uid") != binding.metadata.uid] + [self.body]
         try:
-            conflicts = await sync_service_account(self.kube, self.namespace, bodies)
+            conflicts = await sync_for_bindings(self.kube, self.namespace, bodies)
         except (ApiError, httpx.HTTPError) as exc:
             return self.failed(IDENTITY, "ServiceAccountFailed", "ServiceAccount", exc)
         if self.name in conflicts:
             return Cond.false(IDENTITY, "IdentityConflict", conflicts[self.name])
         return Cond.true(IDENTITY, "ServiceAccountConfigured", _wiring_message(binding, self.namespace))
-
-    async def _token(self, binding: ProviderBinding, audience: str) -> str:
-        return await self.kube.create_token(
-            self.namespace, binding.spec.service_account_name, audience, TOKEN_TTL_S
-        )
-
-    # --- verification -----------------------------------------------------------------------------------
-    async def _verify(self, binding: ProviderBinding) -> _Verdict:
-        if binding.spec.bedrock is not None:
-            return await self._verify_bedrock(binding, binding.spec.bedrock)
-        return await self._verify_azure(binding)
-
-    async def _verify_bedrock(self, binding: ProviderBinding, bedrock: BedrockSpec) -> _Verdict:
-        auth = bedrock.auth
-        token = await self._token(binding, STS_AUDIENCE) if auth.type is AwsAuthType.IRSA else None
-        report = await self.memo.bedrock.verify(
-            BedrockTarget(
-                region=bedrock.region,
-                models=tuple(bedrock.models),
-                role_arn=auth.role_arn,
-                web_identity_token=token,
-                vpc_endpoint_id=bedrock.vpc_endpoint.id if bedrock.vpc_endpoint else None,
-                require_invocation_logging=bedrock.require_invocation_logging,
-            )
-        )
-        if report.credentials is not None:
-            credentials = _cond(CREDENTIALS, report.credentials)
-        elif auth.type is AwsAuthType.POD_IDENTITY:
-            credentials = Cond.true(
-                CREDENTIALS,
-                "AssociationCheckedByGateway",
-                "EKS Pod Identity serves credentials to the gateway pod only; the operator cannot assume "
-                "the association's role, so the gateway checks its caller identity when it starts",
-            )
-        else:
-            credentials = await self._static_secret(auth.secret_ref, AWS_SECRET_KEYS)
-        logging_check = report.invocation_logging
-        verdict = _Verdict(
-            credentials,
-            _cond(CONNECTIVITY, report.connectivity),
-            Observed(
-                private_connectivity=report.connectivity.passed,
-                invocation_logging=None if logging_check is None else logging_check.passed,
-                unavailable_models=report.unavailable_models,
-                models_unverified=report.models_unverified,
-            ),
-        )
-        if logging_check is not None and not logging_check.passed:
-            verdict.gate = Cond.false(READY, logging_check.reason, logging_check.message)
-        verdict.principal = report.principal or (
-            auth.role_arn if auth.type is AwsAuthType.POD_IDENTITY else None
-        )
-        verdict.endpoint = report.endpoint
-        return verdict
-
-    async def _verify_azure(self, binding: ProviderBinding) -> _Verdict:
-        azure = binding.spec.azure_open_ai
-        assert azure is not None
-        keyless = azure.auth.type is AzureAuthType.WORKLOAD_IDENTITY
-        report = await self.memo.azure.verify(
-            AzureTarget(
-                resource_id=azure.resource_id,
-                endpoint=azure.endpoint,
-                deployments=tuple(d.name for d in azure.deployments),
-                tenant_id=azure.auth.tenant_id,
-                client_id=azure.auth.client_id,
-                federated_token=await self._token(binding, TOKEN_AUDIENCE) if keyless else None,
-            )
-        )
-        credentials = (
-            _cond(CREDENTIALS, report.credentials)
-            if report.credentials is not None
-            else await self._static_secret(azure.auth.secret_ref, (AZURE_SECRET_KEY,))
-        )
-        verdict = _Verdict(
-            credentials,
-            _cond(CONNECTIVITY, report.connectivity),
-            Observed(
-                private_connectivity=report.connectivity.passed,
-                public_network_access=report.public_network_access,
-                local_auth_enabled=report.local_auth_enabled,
-                unavailable_models=report.missing_deployments,
-                models_unverified=report.deployments_unverified,
-            ),
-        )
-        verdict.principal = report.principal
-        verdict.region = report.region
-        verdict.endpoint = azure.endpoint.rstrip("/")
-        return verdict
-
-    async def _static_secret(self, ref: SecretRef | None, keys: Iterable[str]) -> Cond:
-        """A static-credential binding (allowed by policy): its Secret holds the keys. Only the key names are
-        looked at; values never leave the API response."""
-        assert ref is not None
-        name = ref.name
-        secret = await self.kube.get("v1", "Secret", self.namespace, name)
-        if secret is None:
-            return Cond.false(CREDENTIALS, "SecretNotFound", f"Secret {name} does not exist")
-        present = set(secret.get("data") or {})
-        missing = [k for k in keys if k not in present]
-        if missing:
-            return Cond.false(CREDENTIALS, "SecretKeyMissing", f"Secret {name} lacks {', '.join(missing)}")
-        return Cond.true(
-            CREDENTIALS,
-            "StaticSecretPresent",
-            f"Secret {name} holds the keys (static credentials: only their presence is checked)",
-        )
 
     def _kept(self, wired: Cond, error: str) -> list[Cond]:
         """No verdict from the cloud: every verdict stays as it was, saying why it was not renewed."""
@@ -523,10 +245,6 @@ class _Reconcile(Owner[ProviderBinding]):
     # --- status -----------------------------------------------------------------------------------------
     async def _finish(self, conds: list[Cond], fields: ProviderBindingStatus) -> None:
         record_verification(await self.write_status(conds, fields))
-
-
-def _cond(type_: str, check: Check) -> Cond:
-    return Cond(type_, "True" if check.passed else "False", check.reason, check.message)
 
 
 def _not_verified(identity: Cond) -> list[Cond]:

@@ -36,13 +36,12 @@ from modelyard.render.gateway import (
     master_key_secret,
     render_gateway,
 )
-from modelyard.render.identity import identity_wiring, merge_wiring
 from modelyard.render.routing import NOT_FOUND, resolve_routes
 from modelyard.render.targets import ResolvedRoute
 
 from .common import ObjectLocks, Owner, reconcile_guarded
+from .gateway_account import apply_service_account, namespace_wiring, policy_field_manager
 from .metrics import instrumented
-from .provider_binding import merge_in_order
 
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND, PLURAL = RoutePolicy.KIND, RoutePolicy.PLURAL
@@ -196,8 +195,7 @@ class _Reconcile(Owner[RoutePolicy]):
             policy, self.settings.policy, mds, bindings, namespace=self.namespace
         )
         resolved, compliant = _resolution_conditions(routes, statuses)
-        accepted, _ = merge_in_order(self.backends.binding_bodies(self.namespace))
-        wiring = merge_wiring(identity_wiring(b) for b in accepted)
+        wiring = namespace_wiring(self.backends.binding_bodies(self.namespace))
         if not any(r.backends for r in routes):  # nothing may be served: run no gateway pods at all
             policy = policy.model_copy(deep=True)
             policy.spec.gateway.replicas = 0
@@ -240,18 +238,13 @@ class _Reconcile(Owner[RoutePolicy]):
         return None
 
     async def _ensure_service_account(self, account: dict[str, Any]) -> Cond | None:
-        """The gateway ServiceAccount is shared by the namespace's policies and bindings. Each policy applies
-        it as a field manager of its own, adding only its own non-controller owner reference, so policies
-        never take fields from one another and it is garbage-collected with the last of its owners."""
-        name, uid = account["metadata"]["name"], self.body["metadata"]["uid"]
+        """The gateway ServiceAccount, shared by the namespace's policies and bindings (gateway_account.py):
+        applied as this policy's own field manager with only its own non-controller owner reference."""
+        kopf.append_owner_reference(account, owner=self.kopf_body, controller=False)
         try:
-            current = await self.kube.get("v1", "ServiceAccount", self.namespace, name)
-            references = ((current or {}).get("metadata") or {}).get("ownerReferences") or []
-            if current is not None and any(ref.get("uid") == uid for ref in references):
-                return None
-            kopf.append_owner_reference(account, owner=self.kopf_body, controller=False)
-            await self.kube.apply(account, field_manager=f"modelyard-routepolicy-{self.name}"[:128])
+            await apply_service_account(self.kube, account, policy_field_manager(self.name))
         except (ApiError, httpx.HTTPError) as exc:
+            name = account["metadata"]["name"]
             return self.failed(GATEWAY_READY, "ServiceAccountFailed", f"ServiceAccount {name}", exc)
         return None
 
