@@ -9,18 +9,25 @@ when a finding at or above that severity exists; 2 for bad input or an unreachab
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelyard.api import GROUP, KINDS, VERSION
+import httpx
+import kopf
+import yaml
+
+from modelyard.api import API_VERSION, KINDS
 from modelyard.api.common import Severity
 from modelyard.api.policy import ClusterPolicy
 from modelyard.audit.output import to_json, to_sarif, to_table
 from modelyard.audit.report import Report, from_cluster, from_files
 from modelyard.config import Settings
 from modelyard.errors import UserError
+from modelyard.kube import ApiError, Kube
+from modelyard.kube.login import login_with_kubeconfig
 
 if TYPE_CHECKING:
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -63,45 +70,36 @@ def run_audit(args: argparse.Namespace) -> int:
 
 def _cluster_report(policy: ClusterPolicy) -> Report:
     """The report on the cluster of the current kubeconfig; what goes wrong reaching it is one line."""
-    # Imported here: the kubernetes client costs ~60 MiB, which `modelyard run` (same CLI) should not pay.
-    from kubernetes import config  # noqa: PLC0415
-    from kubernetes.client.rest import ApiException  # noqa: PLC0415
-    from kubernetes.config.config_exception import ConfigException  # noqa: PLC0415
-    from urllib3.exceptions import HTTPError  # noqa: PLC0415
+    return from_cluster(*asyncio.run(_read_cluster()), policy)
 
+
+async def _read_cluster() -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+    """What the audit reads of the cluster, all namespaces, with the operator's own client logged in from
+    the kubeconfig (an exec credential plugin included): the three kinds, and the namespace and labels of
+    each NetworkPolicy. Nothing else (no Secret, ever)."""
     try:
-        api = config.new_client_from_config()
-    except (ConfigException, OSError) as exc:
+        info = login_with_kubeconfig()
+    except (kopf.LoginError, OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
         raise UserError(f"no usable kubeconfig ({_first_line(exc)}); use -f to audit files") from None
+    if info is None:
+        raise UserError("no kubeconfig (KUBECONFIG is not set, no ~/.kube/config); use -f to audit files")
+    kube = Kube.from_connection(info, timeout_s=TIMEOUT_S)
     try:
-        return from_cluster(*_read_cluster(api), policy)
-    except ApiException as exc:
-        raise UserError(f"the cluster answered {exc.status} {exc.reason}") from None
-    except HTTPError as exc:
+        listed = {kind: await kube.list(API_VERSION, kind, None) for kind in KINDS}
+        policies = await kube.list("networking.k8s.io/v1", "NetworkPolicy", None)
+    except ApiError as exc:
+        raise UserError(f"the cluster answered {exc.status} {exc.reason}".rstrip()) from None
+    except httpx.HTTPError as exc:
         raise UserError(f"cannot reach the cluster: {_first_line(exc)}") from None
     finally:
-        api.close()
-
-
-def _read_cluster(api: Any) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
-    """What the audit reads of the cluster behind ``api`` (a ``kubernetes`` ApiClient), all namespaces:
-    the three kinds, and the namespace and labels of each NetworkPolicy. Nothing else (no Secret, ever)."""
-    from kubernetes import client  # noqa: PLC0415 - see _cluster_report
-
-    custom = client.CustomObjectsApi(api)
-    listed = {
-        kind: custom.list_cluster_custom_object(GROUP, VERSION, cls.PLURAL, _request_timeout=TIMEOUT_S).get(
-            "items", []
-        )
-        for kind, cls in KINDS.items()
-    }
-    policies = client.NetworkingV1Api(api).list_network_policy_for_all_namespaces(_request_timeout=TIMEOUT_S)
+        await kube.close()
     metadata = [
-        {"namespace": p.metadata.namespace, "labels": p.metadata.labels or {}} for p in policies.items
+        {"namespace": p["metadata"].get("namespace"), "labels": p["metadata"].get("labels") or {}}
+        for p in policies
     ]
     return listed, metadata
 
 
 def _first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (the kubernetes client's run long)."""
+    """The first line of an exception's message."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
