@@ -66,6 +66,9 @@ LAYERS = (
     ),
     Layer("cli", 6, ("cli", "__main__"), False, "the modelyard command"),
 )
+#: Libraries the tests use but modelyard does not depend on (the dev extra): no layer imports them. The
+#: official Kubernetes client observes the cluster in the tests; the package has its own (modelyard.kube).
+DEV_ONLY = frozenset({"kubernetes"})
 #: I/O libraries a pure layer must not import (top-level distribution names).
 IO_LIBRARIES = frozenset(
     {"kopf", "kubernetes", "boto3", "botocore", "azure", "httpx", "aiohttp", "urllib3", "requests"}
@@ -176,6 +179,10 @@ def check(found: list[Import]) -> list[Violation]:
             if imp.target in OTHER_PACKAGES:
                 violations.append(
                     Violation(imp, f"{source.name} imports {imp.target}, which modelyard does not ship")
+                )
+            if imp.target in DEV_ONLY:
+                violations.append(
+                    Violation(imp, f"{source.name} imports {imp.target}, which is not a runtime dependency")
                 )
             continue
         target = layer_of(imp.target)

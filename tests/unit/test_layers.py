@@ -88,6 +88,11 @@ def test_a_clean_package_passes(tmp_path: Path) -> None:
         ({"planning/cloud.py": "import boto3.session\n"}, "planning is pure and imports boto3"),
         # a package no layer declares
         ({"newthing/x.py": ""}, "modelyard.newthing: in no declared layer"),
+        # the official client, which only the tests install (the dev extra)
+        (
+            {"cli/audit.py": "def f():\n    from kubernetes import client\n"},
+            "modelyard.cli.audit:2: cli imports kubernetes, which is not a runtime dependency",
+        ),
         # the sandbox, which neither the wheel nor the image ships, even deferred
         (
             {"cli/main.py": "def f():\n    from modelyard_sandbox.cli import main\n"},
