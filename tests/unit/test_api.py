@@ -260,3 +260,11 @@ def test_label_keys_kubernetes_accepts_are_accepted() -> None:
 )
 def test_object_names_kubernetes_refuses_are_refused(spec: dict[str, Any], expected: str) -> None:
     assert f"{expected}: String should match pattern" in error_of(ModelDeployment, md(**spec))
+
+
+def test_an_allow_from_peer_without_a_selector_is_refused() -> None:
+    """A peer with neither selector became a NetworkPolicy peer Kubernetes refuses ("must specify a peer"),
+    and the model ended NetworkPolicyFailed."""
+    error = error_of(ModelDeployment, md(network={"allowFrom": [{"podSelector": {}}, {}]}))
+    assert "spec.network.allowFrom[1]: set namespaceSelector, podSelector or both" in error
+    ModelDeployment.model_validate(md(network={"allowFrom": [{"podSelector": {}}]}))

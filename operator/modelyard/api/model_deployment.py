@@ -64,6 +64,10 @@ TOLERATION_SECONDS_NO_EXECUTE = Rule(
     "tolerationSeconds: only with effect NoExecute",
     ".tolerationSeconds",
 )
+PEER_NEEDS_SELECTOR = Rule(
+    "has(self.namespaceSelector) || has(self.podSelector)",
+    "set namespaceSelector, podSelector or both (podSelector: {} allows every pod of this namespace)",
+)
 MIN_LE_MAX = Rule(
     "!has(self.minReplicas) || self.minReplicas <= self.maxReplicas",
     "minReplicas must not exceed maxReplicas",
@@ -356,10 +360,19 @@ class LabelSelector(ApiModel):
 
 class NetworkPeer(ApiModel):
     """Pods allowed to call the model server: pods matching podSelector in namespaces matching
-    namespaceSelector (this namespace when namespaceSelector is unset)."""
+    namespaceSelector (this namespace when namespaceSelector is unset). At least one of them is set
+    (``podSelector: {}`` allows every pod of this namespace)."""
+
+    model_config = cel_rules(PEER_NEEDS_SELECTOR)
 
     namespace_selector: LabelSelector | None = Field(default=None, description="Namespaces to allow.")
     pod_selector: LabelSelector | None = Field(default=None, description="Pods to allow.")
+
+    @model_validator(mode="after")
+    def _a_selector(self) -> NetworkPeer:
+        if self.namespace_selector is None and self.pod_selector is None:
+            raise ValueError(PEER_NEEDS_SELECTOR.message)
+        return self
 
 
 class NetworkSpec(ApiModel):
