@@ -312,14 +312,20 @@ def test_operator_runs_under_the_chart_security_context(
 def test_operator_image_has_the_sdks_it_loads_lazily(
     images: dict[str, BuiltImage], chart_pod: dict[str, Any], netns: Netns, tmp_path: Path
 ) -> None:
+    """...and nothing of the development tooling: no sandbox, no official kubernetes client (the tests')."""
     (manifest,) = chart_pod["containers"]
-    command = ["python", "-c", "import kopf, kubernetes, boto3, azure.identity, httpx; print('imported')"]
+    absent = (
+        "import importlib.util as u; "
+        "print('absent', [m for m in ('kubernetes', 'modelyard_sandbox') if u.find_spec(m)])"
+    )
+    command = ["python", "-c", f"import kopf, boto3, azure.identity, httpx; print('imported'); {absent}"]
     container = Container.from_manifest(
         images[OPERATOR], {**manifest, "command": command}, chart_pod, fields={"metadata.name": "modelyard-0"}
     )
     with running(container, netns, tmp_path) as handle:
         assert handle.wait(60) == 0, handle.output()
     assert "imported" in handle.output()
+    assert "absent []" in handle.output()
 
 
 # --- the test model server and the gateway, as modelyard renders them ----------------------------------
