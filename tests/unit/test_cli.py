@@ -166,3 +166,19 @@ def test_unknown_arguments_are_still_refused() -> None:
     result = modelyard("crds", "--bogus")
     assert result.returncode == 2
     assert "unrecognized arguments: --bogus" in result.stderr
+
+
+def test_the_offline_commands_import_neither_kopf_nor_a_kubernetes_client() -> None:
+    """kopf (~0.3 s) and the clients are imported when a command reaches a cluster, not by ``modelyard``."""
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, modelyard.cli.main; print(sorted({m.split('.')[0] for m in sys.modules}))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for module in ("kopf", "kubernetes", "httpx", "modelyard_sandbox"):
+        assert f"'{module}'" not in loaded

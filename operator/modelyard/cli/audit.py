@@ -15,10 +15,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
-import kopf
-import yaml
-
 from modelyard.api import API_VERSION, KINDS
 from modelyard.api.common import Severity
 from modelyard.api.policy import ClusterPolicy
@@ -26,8 +22,6 @@ from modelyard.audit.output import to_json, to_sarif, to_table
 from modelyard.audit.report import Report, from_cluster, from_files
 from modelyard.config import Settings
 from modelyard.errors import UserError
-from modelyard.kube import ApiError, Kube
-from modelyard.kube.login import login_with_kubeconfig
 
 if TYPE_CHECKING:
     Commands = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -77,6 +71,14 @@ async def _read_cluster() -> tuple[dict[str, list[dict[str, Any]]], list[dict[st
     """What the audit reads of the cluster, all namespaces, with the operator's own client logged in from
     the kubeconfig (an exec credential plugin included): the three kinds, and the namespace and labels of
     each NetworkPolicy. Nothing else (no Secret, ever)."""
+    # Imported here: kopf (under modelyard.kube) costs ~0.3 s, which the offline commands should not pay.
+    import httpx  # noqa: PLC0415
+    import kopf  # noqa: PLC0415
+    import yaml  # noqa: PLC0415
+
+    from modelyard.kube import ApiError, Kube  # noqa: PLC0415
+    from modelyard.kube.login import login_with_kubeconfig  # noqa: PLC0415
+
     try:
         info = login_with_kubeconfig()
     except (kopf.LoginError, OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
