@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from typing import Any
 
 import pytest
@@ -10,7 +12,7 @@ from pydantic import ValidationError
 from modelyard.api import DataClassification, ModelDeployment, ProviderBinding, RoutePolicy
 from modelyard.api.common import DNS_1035_LABEL, LABEL_VALUE
 from modelyard.api.crd import crd
-from modelyard.api.model_deployment import Engine
+from modelyard.api.model_deployment import ENDPOINT_URL, Engine
 from modelyard.manifests import format_validation_error
 
 
@@ -106,7 +108,15 @@ def test_wire_format_is_camel_case_and_round_trips() -> None:
         ),
         (
             md(model={"name": "x", "source": "s3://b/x", "endpointURL": "http://minio:70000"}),
-            "endpointURL: Port out of range",
+            "spec.model.endpointURL: String should match pattern",
+        ),
+        (
+            md(model={"name": "x", "source": "s3://b/x", "endpointURL": "http://[01]:9000"}),
+            "spec.model.endpointURL: String should match pattern",
+        ),
+        (
+            md(model={"name": "x", "source": "s3://b/x", "endpointURL": "http://[10.0.0.1]"}),
+            "spec.model.endpointURL: String should match pattern",
         ),
     ],
 )
@@ -268,3 +278,29 @@ def test_an_allow_from_peer_without_a_selector_is_refused() -> None:
     error = error_of(ModelDeployment, md(network={"allowFrom": [{"podSelector": {}}, {}]}))
     assert "spec.network.allowFrom[1]: set namespaceSelector, podSelector or both" in error
     ModelDeployment.model_validate(md(network={"allowFrom": [{"podSelector": {}}]}))
+
+
+def test_endpoint_url_ports_and_ipv6_hosts_the_crd_accepted_are_refused() -> None:
+    """The CRD's pattern let ports up to 99999 and any bracketed host ([01]) through, which pydantic then
+    refused: the API server accepted objects the operator could only call InvalidSpec (found by generated
+    objects). The pattern (the CRD's too) now stops at 65535 and takes only IPv6 addresses in brackets,
+    exactly those Python's ipaddress takes."""
+    pattern = re.compile(ENDPOINT_URL)
+    for port in ("0", "80", "9000", "65535"):
+        assert pattern.match(f"https://minio:{port}")
+    for port in ("65536", "70000", "99999"):
+        assert not pattern.match(f"https://minio:{port}")
+    hosts = ["::", "::1", "fd00::1", "1:2:3:4:5:6:7:8", "::ffff:10.0.0.1", "1::", "1:2::7:8", "01"]
+    hosts += ["10.0.0.1", "1:2:3:4:5:6:7:8:9", ":::", "1::2::3", "::1.2.3.04", "12345::", "g::1"]
+    for host in hosts:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            assert not pattern.match(f"http://[{host}]:9000"), host
+        else:
+            assert pattern.match(f"http://[{host}]:9000"), host
+            ModelDeployment.model_validate(
+                md(model={"name": "x", "source": "s3://b/x", "endpointURL": f"http://[{host}]:9000"})
+            )
+    spec = crd(ModelDeployment)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert spec["properties"]["model"]["properties"]["endpointURL"]["pattern"] == ENDPOINT_URL

@@ -27,8 +27,28 @@ from .common import (
 
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"
 MODEL_SOURCE = r"^(hf|s3|pvc|ngc)://[^\s]+$"
+#: A TCP port, 0-65535.
+PORT = r"([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+_H16 = r"[0-9A-Fa-f]{1,4}"
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_LS32 = rf"({_H16}:{_H16}|({_OCTET}\.){{3}}{_OCTET})"
+#: An IPv6 address as RFC 3986 writes one (no zone): what Python's ipaddress accepts, in a regular expression
+#: the API server (RE2) evaluates too.
+IPV6 = "(" + "|".join(
+    [
+        rf"({_H16}:){{6}}{_LS32}",
+        rf"::({_H16}:){{5}}{_LS32}",
+        rf"({_H16})?::({_H16}:){{4}}{_LS32}",
+        rf"(({_H16}:){{0,1}}{_H16})?::({_H16}:){{3}}{_LS32}",
+        rf"(({_H16}:){{0,2}}{_H16})?::({_H16}:){{2}}{_LS32}",
+        rf"(({_H16}:){{0,3}}{_H16})?::{_H16}:{_LS32}",
+        rf"(({_H16}:){{0,4}}{_H16})?::{_LS32}",
+        rf"(({_H16}:){{0,5}}{_H16})?::{_H16}",
+        rf"(({_H16}:){{0,6}}{_H16})?::",
+    ]
+) + ")"
 #: An S3-compatible endpoint: scheme, host (DNS name, IPv4 or bracketed IPv6) and optional port, no path.
-ENDPOINT_URL = r"^https?://([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?/?$"
+ENDPOINT_URL = rf"^https?://([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[{IPV6}\])(:{PORT})?/?$"
 
 REPLICAS_XOR_AUTOSCALING = Rule(
     "!(has(self.replicas) && has(self.autoscaling))",
@@ -187,7 +207,7 @@ class ModelSpec(ApiModel):
         if (self.endpoint_url is not None or self.region is not None) and self.scheme is not SourceScheme.S3:
             raise ValueError(S3_ENDPOINT_NEEDS_S3.message)
         if self.endpoint_url is not None:
-            try:  # the pattern allows 5 digits; urlsplit knows 65535 is the last port
+            try:  # the pattern says the same (ports up to 65535, IPv6 in brackets): a second opinion
                 _ = urlsplit(self.endpoint_url).port
             except ValueError as exc:
                 raise ValueError(f"endpointURL: {exc}") from None
