@@ -397,43 +397,6 @@ def test_azure_turns_ready_when_public_access_and_pending_endpoint_are_fixed(
     assert not list(Path(tempfile.gettempdir()).glob("modelyard-token-*"))  # the token file is gone
 
 
-def test_unreachable_cloud_keeps_the_verdict(
-    custom: Any, namespace: str, run_operator: Any, wait_for: Any, azure: AzureFake, clouds: Any
-) -> None:
-    azure.state.federated[CLIENT] = f"system:serviceaccount:{namespace}:modelyard-gateway"
-    name = f"ok-{namespace[-6:]}"
-    rid = f"{RESOURCE}/{name}"
-    azure.add_private_account(rid, f"https://{name}.openai.azure.com/", {"gpt-4o-prod"})
-    clouds(f"{name}.openai.azure.com", "10.1.0.6")
-    with run_operator():
-        create(custom, namespace, azure_binding("steady", name))
-        verified = wait_for(cond_is(custom, namespace, "steady", "Ready", "True"), 60, "Ready")["status"]
-        azure.state.arm_outage = 503
-        try:
-            body = wait_for(
-                cond_is(
-                    custom, namespace, "steady", "CredentialsVerified", "True", "VerificationUnavailable"
-                ),
-                20,
-                "the outage noticed",
-            )
-            ready = condition(body, "Ready")
-            assert ready["status"] == "True"
-            assert (
-                ready["lastTransitionTime"] == condition({"status": verified}, "Ready")["lastTransitionTime"]
-            )
-        finally:
-            azure.state.arm_outage = None
-        wait_for(
-            cond_is(custom, namespace, "steady", "CredentialsVerified", "True", "TokenIssued"), 20, "recovery"
-        )
-    connectivity = condition(body, "PrivateConnectivityVerified")
-    assert (connectivity["status"], connectivity["reason"]) == ("True", "VerificationUnavailable")
-    assert "503" in connectivity["message"] and verified["lastVerifiedTime"] in connectivity["message"]
-    assert body["status"]["lastVerifiedTime"] == verified["lastVerifiedTime"]
-    assert body["status"]["findings"] == verified["findings"]
-
-
 def test_deleting_a_binding_removes_its_wiring(
     k8s: Any, custom: Any, namespace: str, run_operator: Any, wait_for: Any, clouds: Any
 ) -> None:
@@ -459,6 +422,68 @@ def test_deleting_a_binding_removes_its_wiring(
     assert annotations()["azure.workload.identity/client-id"] == CLIENT
     refs = core.read_namespaced_service_account("modelyard-gateway", namespace).metadata.owner_references
     assert [o.name for o in refs] == ["azure"]
+
+
+def test_a_route_policy_lets_go_of_a_deleted_bindings_wiring(
+    k8s: Any, custom: Any, namespace: str, run_operator: Any, wait_for: Any, clouds: Any
+) -> None:
+    """The bindings and each RoutePolicy apply the gateway ServiceAccount, each as its own field manager, with
+    one rule (gateway_account.py): apply again when the last apply is not what is wanted now. A policy routing
+    to a deleted binding applies it again without that binding's wiring, so no manager keeps its annotation
+    (a policy used to apply once, when its owner reference was missing, and then held the annotation)."""
+    core = client.CoreV1Api(k8s)
+
+    def account() -> Any:
+        try:
+            return core.read_namespaced_service_account("modelyard-gateway", namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def annotations() -> dict[str, str]:
+        found = account()
+        return dict(found.metadata.annotations or {}) if found is not None else {}
+
+    def managers() -> set[str]:
+        found = account()
+        return {m.manager for m in found.metadata.managed_fields or []} if found is not None else set()
+
+    policy = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "RoutePolicy",
+        "metadata": {"name": "gw"},
+        "spec": {
+            "routes": [
+                {
+                    "model": "chat",
+                    "dataClassification": "public",
+                    "backends": [
+                        {
+                            "providerBindingRef": "bedrock",
+                            "model": "anthropic.claude-3-5-sonnet-20240620-v1:0",
+                        },
+                        {"providerBindingRef": "azure", "model": "gpt-4o-prod"},
+                    ],
+                }
+            ]
+        },
+    }
+    with run_operator():
+        for binding in (bedrock_binding("bedrock", None), azure_binding("azure", "anywhere")):
+            binding["spec"]["verifyEvery"] = "10m"
+            create(custom, namespace, binding)
+        wait_for(lambda: len(annotations()) == 4, 30, "both bindings' annotations")
+        create(custom, namespace, policy)
+        wait_for(
+            lambda: "modelyard-routepolicy-gw" in managers(), 30, "the policy applied the ServiceAccount"
+        )
+        assert len(annotations()) == 4
+        custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "providerbindings", "bedrock")
+        wait_for(lambda: "eks.amazonaws.com/role-arn" not in annotations(), 20, "the IRSA annotation removed")
+    assert annotations()["azure.workload.identity/client-id"] == CLIENT
+    refs = account().metadata.owner_references
+    assert sorted((o.kind, o.name) for o in refs) == [("ProviderBinding", "azure"), ("RoutePolicy", "gw")]
 
 
 def static_binding(k8s: Any, namespace: str) -> dict[str, Any]:

@@ -33,6 +33,8 @@ API_VERSION = "2024-10-01"
 COGNITIVE_SERVICES_SCOPE = "https://cognitiveservices.azure.com/.default"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 AUDIENCE = "api://AzureADTokenExchange"
+#: every access token the fake issues starts so: a planted value the leak tests search for
+PLANTED_TOKEN_PREFIX = "planted-entra-token-"
 
 
 @dataclass
@@ -58,6 +60,8 @@ class AzureState:
     deployments: dict[str, set[str]] = field(default_factory=dict)
     #: when set, Resource Manager answers every GET with this status (an outage, or throttling with 429)
     arm_outage: int | None = None
+    #: when set, the token endpoint answers with this fault (throttling, an outage) instead of a token
+    token_fault: TokenFault | None = None
     #: access tokens issued -> client id
     issued: dict[str, str] = field(default_factory=dict)
     #: access tokens issued -> the scope asked for
@@ -66,6 +70,36 @@ class AzureState:
     chat_deployments: set[str] = field(default_factory=set)
     requests: list[Request] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+#: Entra ID's documented error bodies for the faults the token endpoint can answer with (RFC 6749 error codes,
+#: with the AADSTS code in error_codes and at the start of error_description)
+TOKEN_FAULTS = {
+    429: ("temporarily_unavailable", 90055, "The number of requests has exceeded the throttling threshold"),
+    500: ("server_error", 90033, "A transient error has occurred. Please try again."),
+    503: ("temporarily_unavailable", 90033, "A transient error has occurred. Please try again."),
+}
+
+
+@dataclass
+class TokenFault:
+    """The token endpoint's next ``remaining`` answers (every one when None) are this fault."""
+
+    status: int
+    remaining: int | None = None
+    #: seconds, in a Retry-After header (sent with 429 and 503, as Entra ID does)
+    retry_after: int = 1
+    #: faults answered so far
+    served: int = 0
+
+    def take(self) -> bool:
+        """Whether this request gets the fault (counting it)."""
+        if self.remaining is not None:
+            if self.remaining <= 0:
+                return False
+            self.remaining -= 1
+        self.served += 1
+        return True
 
 
 def account(resource_id: str, location: str, endpoint: str, **properties: Any) -> dict[str, Any]:
@@ -124,11 +158,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.state.requests.append(request)
         return request
 
-    def _send(self, status: int, body: dict[str, Any]) -> None:
+    def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
 
@@ -179,6 +215,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _token(self, form: dict[str, list[str]]) -> None:
         state = self.server.state
+        with state.lock:
+            fault = state.token_fault if state.token_fault is not None and state.token_fault.take() else None
+        if fault is not None:
+            self._token_fault(fault)
+            return
         client_id = form.get("client_id", [""])[0]
         assertion = form.get("client_assertion", [""])[0]
         if form.get("client_assertion_type", [""])[0] != ASSERTION_TYPE or not assertion:
@@ -199,12 +240,30 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
             return
-        token = "fake-arm-" + secrets.token_hex(16)
+        token = PLANTED_TOKEN_PREFIX + secrets.token_hex(16)
         with state.lock:
             state.issued[token] = client_id
             state.scopes[token] = form.get("scope", [""])[0]
         self._send(
             200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}
+        )
+
+    def _token_fault(self, fault: TokenFault) -> None:
+        error, code, text = TOKEN_FAULTS[fault.status]
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        trace = "00000000-0000-0000-0000-000000000000"
+        self._send(
+            fault.status,
+            {
+                "error": error,
+                "error_description": f"AADSTS{code}: {text} Trace ID: {trace} Correlation ID: {trace} "
+                f"Timestamp: {now}",
+                "error_codes": [code],
+                "timestamp": now,
+                "trace_id": trace,
+                "correlation_id": trace,
+            },
+            {"Retry-After": str(fault.retry_after)} if fault.status in (429, 503) else None,
         )
 
     def do_GET(self) -> None:

@@ -117,10 +117,10 @@ def call(what: str, fn: Callable[[], T], secrets: Sequence[str] = ()) -> T:
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        message = scrub(f"{what}: {code or status}: {error.get('Message', '')}", secrets)
-        if code in TRANSIENT_CODES or status == 429 or status >= 500:
-            raise CloudUnavailable(message) from None
-        raise AwsRefused(code, message) from None
+        text = error.get("Message", "")
+        if code in TRANSIENT_CODES or status == 429 or status >= 500:  # with the status, as AWS answered it
+            raise CloudUnavailable(scrub(f"{what}: {status} {code}: {text}", secrets)) from None
+        raise AwsRefused(code, scrub(f"{what}: {code or status}: {text}", secrets)) from None
     except NoCredentialsError:
         raise AwsRefused("NoCredentials", f"{what}: the operator has no AWS credentials") from None
     except BotoCoreError as exc:  # connection errors, timeouts

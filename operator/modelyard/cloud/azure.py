@@ -73,10 +73,11 @@ class WorkloadIdentityTokens:
                 return str(credential.get_token(scope).token)
             except ClientAuthenticationError as exc:
                 status = (exc.response.status_code if exc.response is not None else 0) or 0
-                message = scrub(f"token exchange for client {client_id}: {exc.message}", [assertion])
-                if status == 429 or status >= 500:
-                    raise CloudUnavailable(message) from None
-                raise AzureRefused("TokenExchangeFailed", message) from None
+                what = f"token exchange for client {client_id}"
+                if status == 429 or status >= 500:  # no verdict: with the status, as Entra ID answered it
+                    raise CloudUnavailable(scrub(f"{what}: {status} {exc.message}", [assertion])) from None
+                refused = scrub(f"{what}: {exc.message}", [assertion])
+                raise AzureRefused("TokenExchangeFailed", refused) from None
             except AzureError as exc:  # unreachable authority, timeouts
                 raise CloudUnavailable(scrub(f"token exchange: {exc.message}", [assertion])) from None
             finally:

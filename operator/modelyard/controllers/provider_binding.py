@@ -4,8 +4,14 @@ on the network path (verification.py), and both become status.
 
 One reconcile function serves the binding's create/update/resume and the periodic re-verification
 (reverification.py), under a per-object lock, retried with back-off when the API server fails transiently
-(common.reconcile_guarded). A cloud that gives no verdict (throttled, unreachable) leaves every verdict as
-it was, with reason ``VerificationUnavailable``, and is asked again one interval later.
+(common.reconcile_guarded).
+
+A cloud that gives no verdict (throttled, a server error, unreachable: STS or Entra ID answering 429 or 5xx,
+after their SDKs' own bounded retries) leaves every verdict and status field as it was; the verdicts' reason
+becomes ``VerificationUnavailable`` with the cloud's status code and message (scrubbed), one Warning Event
+says so, and the binding is verified again with the skeleton's capped exponential back-off (errors.backoff:
+2, 4, ... 60 s), not one ``verifyEvery`` later. Only a definitive answer (AccessDenied, invalid_client: a
+trust policy or federated credential that refuses the gateway's identity) is a verdict.
 """
 
 from __future__ import annotations
@@ -42,7 +48,8 @@ from modelyard.config import Settings
 from modelyard.kube import ApiError
 
 from . import reverification
-from .common import READY, ObjectLocks, Owner, reconcile_guarded
+from .common import MAX_EVENT_MESSAGE, READY, RETRYING, ObjectLocks, Owner, reconcile_guarded
+from .errors import Failure
 from .gateway_account import sync_for_bindings
 from .metrics import instrumented, record_verification
 from .peering import is_active
@@ -159,7 +166,8 @@ class _Reconcile(Owner[ProviderBinding]):
     model = ProviderBinding
 
     def __init__(self, memo: kopf.Memo, body: dict[str, Any]) -> None:
-        super().__init__(memo.kube, body)
+        # the verdicts' VerificationUnavailable transitions post one Event of their own, not one per condition
+        super().__init__(memo.kube, body, quiet_reasons={UNAVAILABLE})
         self.memo = memo
         self.settings: Settings = memo.settings
 
@@ -186,9 +194,7 @@ class _Reconcile(Owner[ProviderBinding]):
             verification = Verification(self.kube, self.namespace, self.memo.bedrock, self.memo.azure)
             verdict = await verification.verify(binding)
         except CloudUnavailable as exc:
-            # verdicts stay as they were; a binding never verified still shows what its spec says
-            kept = ProviderBindingStatus() if self.status.get("identity") else unverified
-            await self._finish(self._kept(wired, scrub(str(exc))), kept)
+            await self._unavailable(wired, unverified, scrub(str(exc)))
             return
         conds = [wired, verdict.credentials, verdict.connectivity]
         ready = summary(conds)
@@ -226,10 +232,26 @@ class _Reconcile(Owner[ProviderBinding]):
             return Cond.false(IDENTITY, "IdentityConflict", conflicts[self.name])
         return Cond.true(IDENTITY, "ServiceAccountConfigured", _wiring_message(binding, self.namespace))
 
-    def _kept(self, wired: Cond, error: str) -> list[Cond]:
-        """No verdict from the cloud: every verdict stays as it was, saying why it was not renewed."""
+    async def _unavailable(self, wired: Cond, unverified: ProviderBindingStatus, error: str) -> None:
+        """No verdict from the cloud: every verdict and status field stays as it was (a binding never verified
+        still shows what its spec says), the verdicts say why they were not renewed, one Warning Event when
+        that begins, and this pass is retried with back-off."""
         since = self.status.get("lastVerifiedTime") or "never"
-        message = f"{error}; keeping the verdict of {since}"
+        message = f"{error}; keeping the verdict of {since}{RETRYING}"
+        began = (condition(self.status, CREDENTIALS) or {}).get("reason") != UNAVAILABLE
+        kept = ProviderBindingStatus() if self.status.get("identity") else unverified
+        await self._finish(self._kept(wired, message), kept)
+        if began:
+            kopf.event(
+                self.kopf_body,
+                type="Warning",
+                reason=UNAVAILABLE,
+                message=f"not verified: {message}"[:MAX_EVENT_MESSAGE],
+            )
+        self.retry = Failure(True, error)
+
+    def _kept(self, wired: Cond, message: str) -> list[Cond]:
+        """Every verdict as it was, with ``message`` saying why it was not renewed."""
         kept = [wired]
         for type_ in (CREDENTIALS, CONNECTIVITY):
             previous = condition(self.status, type_) or {}
