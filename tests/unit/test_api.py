@@ -304,3 +304,16 @@ def test_endpoint_url_ports_and_ipv6_hosts_the_crd_accepted_are_refused() -> Non
             )
     spec = crd(ModelDeployment)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     assert spec["properties"]["model"]["properties"]["endpointURL"]["pattern"] == ENDPOINT_URL
+
+
+@pytest.mark.parametrize("size", ["0", "0Gi", "00", "0.0Ti", "-1Gi", "1.Gi", "200 Gi"])
+def test_a_cache_size_no_claim_can_have_is_refused(size: str) -> None:
+    """cache.size 0 was accepted, and the claim it became was refused (must be greater than zero): the
+    model ended PersistentVolumeClaimFailed. Found by generated objects."""
+    error = error_of(ModelDeployment, md(cache={"size": size}))
+    assert "spec.cache.size: String should match pattern" in error
+
+
+@pytest.mark.parametrize("size", ["1", "200Gi", "0.5Ti", "1.0Gi", "10k", "1500M"])
+def test_cache_sizes_above_zero_are_accepted(size: str) -> None:
+    assert ModelDeployment.model_validate(md(cache={"size": size})).spec.cache.size == size

@@ -25,7 +25,8 @@ from .common import (
     label_map,
 )
 
-QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"
+#: A storage quantity above zero (a claim of 0 is refused by Kubernetes): some digit is not 0.
+QUANTITY = r"^([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"
 MODEL_SOURCE = r"^(hf|s3|pvc|ngc)://[^\s]+$"
 #: A TCP port, 0-65535.
 PORT = r"([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
