@@ -317,3 +317,15 @@ def test_a_cache_size_no_claim_can_have_is_refused(size: str) -> None:
 @pytest.mark.parametrize("size", ["1", "200Gi", "0.5Ti", "1.0Gi", "10k", "1500M"])
 def test_cache_sizes_above_zero_are_accepted(size: str) -> None:
     assert ModelDeployment.model_validate(md(cache={"size": size})).spec.cache.size == size
+
+
+def test_a_role_arn_with_a_non_ascii_letter_is_refused_offline_too() -> None:
+    """The API server refused arn:aws:iam::123456789012:role/r\u00f4le (its RE2 \\w is ASCII) while the model,
+    whose \\w is any letter, accepted it: `modelyard render` passed a manifest the cluster refuses."""
+    role = "arn:aws:iam::123456789012:role/r\u00f4le"
+    model = {"name": "x", "source": "s3://b/x", "roleArn": role}
+    assert "spec.model.roleArn: String should match pattern" in error_of(ModelDeployment, md(model=model))
+    binding = bedrock(auth={"type": "irsa", "roleArn": role})
+    assert "spec.bedrock.auth.roleArn: String should match pattern" in error_of(ProviderBinding, binding)
+    ascii_role = "arn:aws:iam::123456789012:role/a_b+=,.@-c"
+    ModelDeployment.model_validate(md(model={**model, "roleArn": ascii_role}))

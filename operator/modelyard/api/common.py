@@ -25,6 +25,9 @@ LABEL_KEY = (
 LABEL_KEY_MAX = 253 + 1 + 63
 #: A label value as Kubernetes validates it (up to 63, may be empty).
 LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+#: An IAM role ARN. Role names are ASCII: \w would match any letter in Python, only ASCII in RE2 (the API
+#: server's), so the characters are spelt out.
+ROLE_ARN = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]+$"
 LabelKey = Annotated[str, Field(max_length=LABEL_KEY_MAX, pattern=LABEL_KEY)]
 LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE)]
 

@@ -12,6 +12,7 @@ from .common import (
     AGE_COLUMN,
     DNS_1035_LABEL,
     DNS_SUBDOMAIN,
+    ROLE_ARN,
     ApiModel,
     Condition,
     DataClassification,
@@ -35,19 +36,18 @@ _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
 _LS32 = rf"({_H16}:{_H16}|({_OCTET}\.){{3}}{_OCTET})"
 #: An IPv6 address as RFC 3986 writes one (no zone): what Python's ipaddress accepts, in a regular expression
 #: the API server (RE2) evaluates too.
-IPV6 = "(" + "|".join(
-    [
-        rf"({_H16}:){{6}}{_LS32}",
-        rf"::({_H16}:){{5}}{_LS32}",
-        rf"({_H16})?::({_H16}:){{4}}{_LS32}",
-        rf"(({_H16}:){{0,1}}{_H16})?::({_H16}:){{3}}{_LS32}",
-        rf"(({_H16}:){{0,2}}{_H16})?::({_H16}:){{2}}{_LS32}",
-        rf"(({_H16}:){{0,3}}{_H16})?::{_H16}:{_LS32}",
-        rf"(({_H16}:){{0,4}}{_H16})?::{_LS32}",
-        rf"(({_H16}:){{0,5}}{_H16})?::{_H16}",
-        rf"(({_H16}:){{0,6}}{_H16})?::",
-    ]
-) + ")"
+_IPV6_FORMS = [
+    rf"({_H16}:){{6}}{_LS32}",
+    rf"::({_H16}:){{5}}{_LS32}",
+    rf"({_H16})?::({_H16}:){{4}}{_LS32}",
+    rf"(({_H16}:){{0,1}}{_H16})?::({_H16}:){{3}}{_LS32}",
+    rf"(({_H16}:){{0,2}}{_H16})?::({_H16}:){{2}}{_LS32}",
+    rf"(({_H16}:){{0,3}}{_H16})?::{_H16}:{_LS32}",
+    rf"(({_H16}:){{0,4}}{_H16})?::{_LS32}",
+    rf"(({_H16}:){{0,5}}{_H16})?::{_H16}",
+    rf"(({_H16}:){{0,6}}{_H16})?::",
+]
+IPV6 = "(" + "|".join(_IPV6_FORMS) + ")"
 #: An S3-compatible endpoint: scheme, host (DNS name, IPv4 or bracketed IPv6) and optional port, no path.
 ENDPOINT_URL = rf"^https?://([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[{IPV6}\])(:{PORT})?/?$"
 
@@ -183,7 +183,7 @@ class ModelSpec(ApiModel):
         "identity webhook would (IRSA), so it works on any cluster whose issuer the role trusts; also "
         "annotated on the model's ServiceAccount.",
         max_length=2048,
-        pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$",
+        pattern=ROLE_ARN,
     )
     endpoint_url: str | None = Field(
         default=None,

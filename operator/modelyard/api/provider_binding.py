@@ -11,6 +11,7 @@ from pydantic import ConfigDict, Field, model_validator
 from .common import (
     AGE_COLUMN,
     DNS_LABEL,
+    ROLE_ARN,
     ApiModel,
     Condition,
     DataClassification,
@@ -24,7 +25,6 @@ from .common import (
 
 DEFAULT_GATEWAY_SERVICE_ACCOUNT = "modelyard-gateway"
 AWS_REGION = r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$"
-ROLE_ARN = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$"
 UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 DURATION = r"^([0-9]+(s|m|h))+$"
 
