@@ -152,7 +152,9 @@ class Kube:
         response = await self._request(
             "PATCH",
             path,
-            content=json.dumps(obj),
+            # UTF-8, not \u escapes: the API server reads an apply body as YAML, which refuses JSON's
+            # surrogate-pair escapes for characters outside the basic plane (an emoji in a revision).
+            content=json.dumps(obj, ensure_ascii=False).encode(),
             params={"fieldManager": field_manager, "force": "true" if force else "false"},
             headers={"Content-Type": "application/apply-patch+yaml"},
         )
