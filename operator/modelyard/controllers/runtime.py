@@ -5,14 +5,17 @@ Everything shared lives in kopf's ``memo`` (passed to every handler), not in mod
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
+from functools import partial
 from typing import Any
 
 import kopf
 
 from modelyard.config import Settings
 from modelyard.kube import Kube
+from modelyard.kube.login import login_with_kubeconfig
 from modelyard.render.common import COMPONENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL, label_selector
 from modelyard.render.model_deployment import SERVER
 
@@ -63,8 +66,12 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
 @kopf.on.login()
 async def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
-    """In-cluster ServiceAccount credentials, else the kubeconfig; the same credentials serve our client."""
-    info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    """In-cluster ServiceAccount credentials, else the kubeconfig (its exec credential plugin run, as kubectl
+    runs it, in a thread: a plugin may take seconds); the same credentials serve our client. An exec
+    credential's expiry makes kopf log in again when it runs out."""
+    info = kopf.login_with_service_account(**kwargs) or await asyncio.to_thread(
+        partial(login_with_kubeconfig, **kwargs)
+    )
     if info is not None:
         previous = memo.get("kube")
         memo.kube = Kube.from_connection(info)
