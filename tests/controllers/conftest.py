@@ -35,12 +35,11 @@ def kubectl(cluster: Any, *args: str, stdin: str | None = None, check: bool = Tr
     return result.stdout
 
 
-@pytest.fixture(scope="session")
-def crds(sandbox: Any) -> None:
-    """modelyard's CRDs from crds/, applied and Established."""
-    kubectl(sandbox, "apply", "--server-side", "-f", str(ROOT / "crds"))
+def install_crds(cluster: Any) -> None:
+    """modelyard's CRDs from crds/, applied to ``cluster`` and Established."""
+    kubectl(cluster, "apply", "--server-side", "-f", str(ROOT / "crds"))
     kubectl(
-        sandbox,
+        cluster,
         "wait",
         "--for=condition=Established",
         "crd",
@@ -48,6 +47,12 @@ def crds(sandbox: Any) -> None:
         "app.kubernetes.io/part-of=modelyard",
         "--timeout=60s",
     )
+
+
+@pytest.fixture(scope="session")
+def crds(sandbox: Any) -> None:
+    """modelyard's CRDs in the session's sandbox."""
+    install_crds(sandbox)
 
 
 @pytest.fixture

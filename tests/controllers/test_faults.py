@@ -20,7 +20,14 @@ from kubernetes import client, config
 
 from modelyard_sandbox import Ports, Sandbox
 from tests.conftest import Cluster, _fresh_namespace
-from tests.controllers.conftest import GROUP, ROOT, VERSION, condition, create, get_md, kubectl
+from tests.controllers.conftest import (
+    GROUP,
+    VERSION,
+    condition,
+    create,
+    get_md,
+    install_crds,
+)
 
 pytestmark = pytest.mark.sandbox
 
@@ -39,10 +46,7 @@ def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     env = Sandbox(base / "cluster", ports=Ports.free())
     try:
         env.up(gpu_nodes=GPU_NODES, gpus_per_node=8, cpu_nodes=1, volumes=2 * MODELS + 5)
-        kubectl(env, "apply", "--server-side", "-f", str(ROOT / "crds"))
-        kubectl(
-            env, "wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=modelyard"
-        )
+        install_crds(env)
         yield env
     finally:
         env.down()

@@ -46,7 +46,7 @@ from modelyard.api import GROUP, VERSION, ModelDeployment, ProviderBinding, Rout
 from modelyard.controllers.common import INVALID_SPEC, READY
 from modelyard_sandbox import Ports, Sandbox
 from tests.conftest import _fresh_namespace
-from tests.controllers.conftest import ROOT, condition, kubectl, load_example
+from tests.controllers.conftest import ROOT, condition, install_crds, load_example
 
 pytestmark = [
     pytest.mark.sandbox,
@@ -320,10 +320,7 @@ def bare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     env = Sandbox(tmp_path_factory.mktemp("invalid-objects") / "cluster", ports=Ports.free())
     try:
         env.up(gpu_nodes=1, gpus_per_node=8, cpu_nodes=1, volumes=0)
-        kubectl(env, "apply", "--server-side", "-f", str(ROOT / "crds"))
-        kubectl(
-            env, "wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=modelyard"
-        )
+        install_crds(env)
         yield env
     finally:
         env.down()
