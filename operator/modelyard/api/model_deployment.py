@@ -8,6 +8,17 @@ from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from .adapters import (
+    ADAPTER_NOT_ABOVE_BASE,
+    ADAPTER_NOT_BASE_NAME,
+    ADAPTERS_NEED_VLLM,
+    Adapter,
+    AdapterStatus,
+    InferencePoolSpec,
+    LoraSpec,
+    adapters_field,
+    check_adapters,
+)
 from .common import (
     AGE_COLUMN,
     DNS_1035_LABEL,
@@ -421,7 +432,14 @@ class NimSpec(ApiModel):
 class ModelDeploymentSpec(ApiModel):
     """A model served on GPUs."""
 
-    model_config = cel_rules(REPLICAS_XOR_AUTOSCALING, NGC_NEEDS_NIM, NIM_NOT_HF)
+    model_config = cel_rules(
+        REPLICAS_XOR_AUTOSCALING,
+        NGC_NEEDS_NIM,
+        NIM_NOT_HF,
+        ADAPTERS_NEED_VLLM,
+        ADAPTER_NOT_ABOVE_BASE,
+        ADAPTER_NOT_BASE_NAME,
+    )
 
     engine: Engine = Field(default=Engine.VLLM, description="Inference engine: vllm or nim.")
     image: str | None = Field(
@@ -453,6 +471,12 @@ class ModelDeploymentSpec(ApiModel):
         description="The highest class of data this backend may receive (public < internal < "
         "confidential < restricted).",
     )
+    adapters: list[Adapter] = adapters_field()
+    lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA limits of the engine (with adapters).")
+    inference_pool: InferencePoolSpec = Field(
+        default_factory=InferencePoolSpec,
+        description="An InferencePool (Gateway API Inference Extension) of the serving pods, opt-in.",
+    )
 
     @model_validator(mode="after")
     def _cross_fields(self) -> ModelDeploymentSpec:
@@ -462,6 +486,12 @@ class ModelDeploymentSpec(ApiModel):
             raise ValueError(NGC_NEEDS_NIM.message)
         if self.engine is Engine.NIM and self.model.scheme is SourceScheme.HF:
             raise ValueError(NIM_NOT_HF.message)
+        check_adapters(
+            self.adapters,
+            engine=self.engine.value,
+            base_name=self.model.name,
+            base_class=self.data_classification,
+        )
         return self
 
     @property
@@ -511,6 +541,9 @@ class ModelDeploymentStatus(ApiModel):
     endpoint: str | None = Field(default=None, description="In-cluster OpenAI-compatible base URL.")
     plan: PlanStatus | None = Field(default=None, description="The capacity plan.")
     findings: list[Finding] = Field(default_factory=list, description="Security findings.")
+    adapters: list[AdapterStatus] = Field(
+        default_factory=list, description="Each LoRA adapter of spec.adapters and whether it is served."
+    )
     conditions: list[Condition] = Field(
         default_factory=list, description="Planned, ModelCached, Available and Ready."
     )
