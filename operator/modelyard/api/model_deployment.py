@@ -137,6 +137,12 @@ class SourceScheme(StrEnum):
     NGC = "ngc"
 
 
+MAX_NODES_PER_REPLICA = 4
+"""The widest span the planner uses unless spec.gpu.maxNodesPerReplica says otherwise."""
+NODES_PER_REPLICA_LIMIT = 16
+"""The most nodes one replica may span at all (a LeaderWorkerSet group of 16 pods)."""
+
+
 class ModelArchitecture(ApiModel):
     """Shape of a model not in the built-in catalog, from its config.json."""
 
@@ -153,6 +159,44 @@ class ModelArchitecture(ApiModel):
         description="Format the checkpoint is stored in, as its config.json's quantization_config says "
         "(awq, gptq, fp8 or mxfp4); unset for a 16-bit checkpoint. vLLM loads it as stored, with no "
         "--quantization flag.",
+    )
+    experts: int | None = Field(
+        default=None,
+        description="Mixture of experts: routed experts per MoE layer (n_routed_experts, num_experts or "
+        "num_local_experts). All of them are loaded: parameters counts every expert.",
+        ge=1,
+    )
+    experts_per_token: int | None = Field(
+        default=None,
+        description="Mixture of experts: experts each token is routed to (num_experts_per_tok).",
+        ge=1,
+    )
+    active_parameters: int | None = Field(
+        default=None,
+        description="Mixture of experts: parameters one token passes through (the model card's activated "
+        "count); reported in the plan, memory is planned for every parameter.",
+        ge=1,
+    )
+    kv_lora_rank: int | None = Field(
+        default=None,
+        description="Multi-head latent attention (MLA, DeepSeek-V3 style): kv_lora_rank. The KV cache then "
+        "holds layers x (kvLoraRank + qkRopeHeadDim) elements per token, the same on every GPU of the "
+        "tensor-parallel group, instead of 2 x kvHeads x headDim. Set with qkRopeHeadDim.",
+        ge=1,
+    )
+    qk_rope_head_dim: int | None = Field(
+        default=None, description="Multi-head latent attention: qk_rope_head_dim (set with kvLoraRank).", ge=1
+    )
+    attention_chunk_size: int | None = Field(
+        default=None,
+        description="Chunked local attention (Llama 4): attention_chunk_size; chunkedAttentionLayers of the "
+        "layers hold at most one chunk plus the scheduled tokens of KV per sequence.",
+        ge=1,
+    )
+    chunked_attention_layers: int | None = Field(
+        default=None,
+        description="How many layers use chunked local attention (set with attentionChunkSize).",
+        ge=1,
     )
 
 
@@ -247,6 +291,16 @@ class GpuSpec(ApiModel):
         default=None,
         description="GPUs per replica (the tensor-parallel size). Leave unset to let the planner choose.",
         json_schema_extra={"enum": [1, 2, 4, 8]},
+    )
+
+    max_nodes_per_replica: int | None = Field(
+        default=None,
+        description=f"Most nodes one replica may span (default {MAX_NODES_PER_REPLICA}, at most "
+        f"{NODES_PER_REPLICA_LIMIT}). A model that fits no node is planned tensor-parallel over each node's "
+        "GPUs (count, or the GPU type's 8) x pipeline-parallel over the fewest nodes that fit, and served "
+        "by a LeaderWorkerSet; 1 keeps every replica on one node.",
+        ge=1,
+        le=NODES_PER_REPLICA_LIMIT,
     )
 
     @field_validator("count")
@@ -517,8 +571,14 @@ class Phase(StrEnum):
 class PlanStatus(ApiModel):
     """The capacity plan: how the model fits its GPUs."""
 
-    tensor_parallel_size: int = Field(description="Tensor-parallel size (GPUs one replica spans).")
-    gpus_per_replica: int = Field(description="GPUs requested by each replica.")
+    tensor_parallel_size: int = Field(description="Tensor-parallel size (GPUs of one node a replica uses).")
+    pipeline_parallel_size: int | None = Field(
+        default=None, description="Pipeline-parallel size: stages of one replica, one per node."
+    )
+    nodes_per_replica: int | None = Field(
+        default=None, description="Nodes one replica spans (above 1: served by a LeaderWorkerSet)."
+    )
+    gpus_per_replica: int = Field(description="GPUs requested by each replica (on all its nodes).")
     weights_gib: float = Field(alias="weightsGiB", description="Weight memory of the whole model, GiB.")
     kv_cache_gib_per_sequence: float = Field(
         alias="kvCacheGiBPerSequence", description="KV cache of one maxModelLen sequence, GiB."
@@ -568,6 +628,13 @@ class ModelDeployment(Resource):
             "type": "integer",
             "jsonPath": ".status.plan.gpusPerReplica",
             "description": "GPUs per replica, from the capacity plan.",
+        },
+        {
+            "name": "Nodes",
+            "type": "integer",
+            "jsonPath": ".status.plan.nodesPerReplica",
+            "description": "Nodes per replica (tensor x pipeline parallel), from the capacity plan.",
+            "priority": 1,
         },
         {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas"},
         {
