@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import ip_network
 
 from modelyard.api import DataClassification
 from modelyard.api.policy import ClusterPolicy
@@ -37,7 +38,8 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """``MODELYARD_ALLOW_STATIC_CREDENTIALS``, ``MODELYARD_REQUIRE_PRIVATE_CONNECTIVITY_FROM``,
-        ``MODELYARD_ALLOWED_REGIONS`` (comma-separated), ``MODELYARD_{VLLM,AWS_CLI,LITELLM}_IMAGE``,
+        ``MODELYARD_ALLOWED_REGIONS`` (comma-separated), ``MODELYARD_PUBLIC_API_MAX_CLASSIFICATION``,
+        ``MODELYARD_CLUSTER_CIDRS`` (comma-separated), ``MODELYARD_{VLLM,AWS_CLI,LITELLM}_IMAGE``,
         ``MODELYARD_AZURE_RESOURCE_MANAGER_URL``, ``MODELYARD_AZURE_RESOURCE_MANAGER_SCOPE`` and
         ``MODELYARD_HOSTS_FILE``."""
         values = os.environ if env is None else env
@@ -51,6 +53,12 @@ class Settings:
                 get("REQUIRE_PRIVATE_CONNECTIVITY_FROM", DataClassification.CONFIDENTIAL.value)
             ),
             allowed_regions=tuple(r.strip() for r in get("ALLOWED_REGIONS").split(",") if r.strip()),
+            public_api_max_classification=DataClassification(
+                get("PUBLIC_API_MAX_CLASSIFICATION", DataClassification.PUBLIC.value)
+            ),
+            cluster_cidrs=tuple(
+                str(ip_network(c.strip(), strict=False)) for c in get("CLUSTER_CIDRS").split(",") if c.strip()
+            ),
         )
         return cls(
             policy=policy,

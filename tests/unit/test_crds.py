@@ -70,7 +70,8 @@ def test_cel_rules_present() -> None:
     md, pb, rp = rules("ModelDeployment"), rules("ProviderBinding"), rules("RoutePolicy")
     assert "!(has(self.replicas) && has(self.autoscaling))" in md
     assert any("self.minReplicas <= self.maxReplicas" in r for r in md)
-    assert any("has(self.bedrock) && !has(self.azureOpenAI)" in r for r in pb)
+    assert any("(self.provider == 'publicAPI') == has(self.publicAPI)" in r for r in pb)
+    assert any("has(self.baseURL)" in r for r in pb)
     assert "has(self.modelDeploymentRef) != has(self.providerBindingRef)" in rp
     assert any("self.strategy == 'weighted'" in r for r in rp)
 

@@ -17,3 +17,14 @@ class ClusterPolicy:
     require_private_connectivity_from: DataClassification = DataClassification.CONFIDENTIAL
     #: Regions managed providers may be in; empty allows every region.
     allowed_regions: tuple[str, ...] = ()
+    #: The highest class public model APIs (ProviderBinding provider publicAPI) may receive, whatever a
+    #: binding declares.
+    public_api_max_classification: DataClassification = DataClassification.PUBLIC
+    #: The cluster's own IPv4 ranges (Service and pod CIDRs) outside the private and shared ranges the
+    #: gateway's public-API egress always excludes (render.public_api.ALWAYS_EXCLUDED).
+    cluster_cidrs: tuple[str, ...] = ()
+
+    def public_api_class(self, declared: DataClassification) -> DataClassification:
+        """What a public-API binding declaring ``declared`` is cleared for: capped at the policy's class."""
+        cap = self.public_api_max_classification
+        return declared if declared.rank <= cap.rank else cap

@@ -22,6 +22,7 @@ from .common import (
     cel_rules,
     condition_column,
 )
+from .public_api import PublicAPISpec
 
 DEFAULT_GATEWAY_SERVICE_ACCOUNT = "modelyard-gateway"
 AWS_REGION = r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$"
@@ -35,9 +36,11 @@ def service_account_subject(namespace: str, name: str) -> str:
 
 
 ONE_PROVIDER_BLOCK = Rule(
-    "self.provider == 'bedrock' ? (has(self.bedrock) && !has(self.azureOpenAI))"
-    " : (has(self.azureOpenAI) && !has(self.bedrock))",
-    "set exactly the block that matches provider: bedrock for bedrock, azureOpenAI for azureOpenAI",
+    "(self.provider == 'bedrock') == has(self.bedrock)"
+    " && (self.provider == 'azureOpenAI') == has(self.azureOpenAI)"
+    " && (self.provider == 'publicAPI') == has(self.publicAPI)",
+    "set exactly the block that matches provider: bedrock for bedrock, azureOpenAI for azureOpenAI, "
+    "publicAPI for publicAPI",
 )
 IRSA_NEEDS_ROLE = Rule(
     "self.type != 'irsa' || has(self.roleArn)", "roleArn: required when type is irsa", ".roleArn"
@@ -56,6 +59,7 @@ WORKLOAD_IDENTITY_NEEDS_IDS = Rule(
 class Provider(StrEnum):
     BEDROCK = "bedrock"
     AZURE_OPENAI = "azureOpenAI"
+    PUBLIC_API = "publicAPI"
 
 
 class AwsAuthType(StrEnum):
@@ -200,10 +204,19 @@ class ProviderBindingSpec(ApiModel):
 
     model_config = cel_rules(ONE_PROVIDER_BLOCK)
 
-    provider: Provider = Field(description="bedrock or azureOpenAI; the matching block must be set.")
+    provider: Provider = Field(
+        description="bedrock, azureOpenAI or publicAPI (a public model API such as OpenRouter, Groq or "
+        "Anthropic's, reached with an API key); the matching block must be set."
+    )
     bedrock: BedrockSpec | None = Field(default=None, description="Set when provider is bedrock.")
     azure_open_ai: AzureOpenAISpec | None = Field(
         default=None, alias="azureOpenAI", description="Set when provider is azureOpenAI."
+    )
+    public_api: PublicAPISpec | None = Field(
+        default=None,
+        alias="publicAPI",
+        description="Set when provider is publicAPI. Its data is capped by the cluster policy's "
+        "publicAPIMaxClassification (default public), whatever dataClassification says.",
     )
     data_classification: DataClassification = Field(
         default=DataClassification.INTERNAL,
@@ -222,13 +235,21 @@ class ProviderBindingSpec(ApiModel):
 
     @model_validator(mode="after")
     def _one_provider_block(self) -> ProviderBindingSpec:
-        blocks = {Provider.BEDROCK: self.bedrock, Provider.AZURE_OPENAI: self.azure_open_ai}
+        blocks = {
+            Provider.BEDROCK: self.bedrock,
+            Provider.AZURE_OPENAI: self.azure_open_ai,
+            Provider.PUBLIC_API: self.public_api,
+        }
         if [p for p, block in blocks.items() if block is not None] != [self.provider]:
             raise ValueError(ONE_PROVIDER_BLOCK.message)
         return self
 
     @property
     def static_credentials(self) -> bool:
+        """An API key or access keys from a Secret. Public APIs take nothing else: not gated by
+        allowStaticCredentials (there is no keyless option to push teams to), flagged all the same."""
+        if self.public_api is not None:
+            return True
         if self.bedrock is not None:
             return self.bedrock.auth.type is AwsAuthType.STATIC_SECRET
         assert self.azure_open_ai is not None
@@ -287,6 +308,7 @@ class ProviderBinding(Resource):
         },
         condition_column("Private", "PrivateConnectivityVerified"),
         condition_column("Ready", "Ready"),
+        {"name": "Vendor", "type": "string", "jsonPath": ".spec.publicAPI.vendor", "priority": 1},
         {"name": "Class", "type": "string", "jsonPath": ".spec.dataClassification", "priority": 1},
         AGE_COLUMN,
     ]

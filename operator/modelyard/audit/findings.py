@@ -10,6 +10,7 @@ from modelyard.api.common import Finding, Severity
 from modelyard.api.policy import ClusterPolicy
 from modelyard.api.provider_binding import ProviderBindingSpec
 from modelyard.catalog.providers import check_azure_model, check_bedrock_model
+from modelyard.catalog.public_apis import public_api
 
 STATIC_CREDENTIALS = "STATIC_CREDENTIALS"
 PUBLIC_ENDPOINT = "PUBLIC_ENDPOINT"
@@ -19,6 +20,8 @@ LOCAL_AUTH_ENABLED = "LOCAL_AUTH_ENABLED"
 MODEL_UNAVAILABLE = "MODEL_UNAVAILABLE"
 MODEL_ACCESS_UNVERIFIED = "MODEL_ACCESS_UNVERIFIED"
 UNKNOWN_PROVIDER_MODEL = "UNKNOWN_PROVIDER_MODEL"
+PUBLIC_API_BINDING = "PUBLIC_API_BINDING"
+CLASSIFICATION_ABOVE_POLICY = "CLASSIFICATION_ABOVE_POLICY"
 MAX_MESSAGE = 1024
 
 
@@ -32,6 +35,8 @@ class Observed:
     local_auth_enabled: bool | None = None
     unavailable_models: tuple[str, ...] = ()
     models_unverified: str | None = None
+    #: models of spec the provider's own models list does not hold (public APIs)
+    unlisted_models: tuple[str, ...] = ()
 
 
 def provider_binding_findings(
@@ -39,12 +44,15 @@ def provider_binding_findings(
 ) -> list[Finding]:
     """Findings for one binding, ordered by severity (high first), then code."""
     seen = observed or Observed()
-    found = [
-        *_credentials(spec, policy, seen),
-        *_network(spec, policy, seen, verified=observed is not None),
-        *_logging(spec, seen),
-        *_models(spec, seen),
-    ]
+    if spec.public_api is not None:
+        found = [*_credentials(spec, policy, seen), *public_api_findings(spec, policy, seen)]
+    else:
+        found = [
+            *_credentials(spec, policy, seen),
+            *_network(spec, policy, seen, verified=observed is not None),
+            *_logging(spec, seen),
+            *_models(spec, seen),
+        ]
     order = {Severity.HIGH: 0, Severity.MEDIUM: 1, Severity.LOW: 2}
     return sorted(found, key=lambda f: (order[f.severity], f.code))
 
@@ -55,7 +63,17 @@ def _finding(code: str, severity: Severity, message: str) -> Finding:
 
 def _credentials(spec: ProviderBindingSpec, policy: ClusterPolicy, seen: Observed) -> list[Finding]:
     found = []
-    if spec.static_credentials:
+    if spec.public_api is not None:
+        ref = spec.public_api.api_key_secret_ref
+        found.append(
+            _finding(
+                STATIC_CREDENTIALS,
+                Severity.HIGH,
+                f"a long-lived API key from Secret {ref.name} (public model APIs take nothing else, so "
+                "allowStaticCredentials does not gate it): a leaked value stays valid until rotated",
+            )
+        )
+    elif spec.static_credentials:
         verdict = "allowed" if policy.allow_static_credentials else "refused"
         found.append(
             _finding(
@@ -148,6 +166,48 @@ def _models(spec: ProviderBindingSpec, seen: Observed) -> list[Finding]:
     if seen.models_unverified:
         found.append(
             _finding(MODEL_ACCESS_UNVERIFIED, Severity.LOW, f"{kind} not verified: {seen.models_unverified}")
+        )
+    return found
+
+
+def public_api_findings(spec: ProviderBindingSpec, policy: ClusterPolicy, seen: Observed) -> list[Finding]:
+    """A public-API binding: PUBLIC_API_BINDING always (low: security teams see every one),
+    CLASSIFICATION_ABOVE_POLICY when it declares more than the policy's publicAPIMaxClassification, and
+    UNKNOWN_PROVIDER_MODEL / MODEL_ACCESS_UNVERIFIED from what verification saw of the vendor's models
+    list."""
+    assert spec.public_api is not None
+    api = public_api(spec.public_api.vendor.value)
+    declared, cap = spec.data_classification, policy.public_api_max_classification
+    effective = policy.public_api_class(declared)
+    found = [
+        _finding(
+            PUBLIC_API_BINDING,
+            Severity.LOW,
+            f"prompts go over the public internet to {api.title} with an API key; cleared for "
+            f"{effective.value} data (cluster policy publicAPIMaxClassification: {cap.value})",
+        )
+    ]
+    if declared.rank > cap.rank:
+        found.append(
+            _finding(
+                CLASSIFICATION_ABOVE_POLICY,
+                Severity.HIGH,
+                f"dataClassification {declared.value} is above the cluster policy's "
+                f"publicAPIMaxClassification {cap.value}: capped, routes carrying more than {cap.value} "
+                "never use it",
+            )
+        )
+    if seen.unlisted_models:
+        found.append(
+            _finding(
+                UNKNOWN_PROVIDER_MODEL,
+                Severity.MEDIUM,
+                f"{api.title}'s models list does not hold: {', '.join(seen.unlisted_models)}",
+            )
+        )
+    if seen.models_unverified:
+        found.append(
+            _finding(MODEL_ACCESS_UNVERIFIED, Severity.LOW, f"models not verified: {seen.models_unverified}")
         )
     return found
 

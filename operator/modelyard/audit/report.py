@@ -325,7 +325,11 @@ class _Context:
             network=_binding_network(binding, codes),
             callers=[f"modelyard gateways in {namespace} (ServiceAccount {spec.service_account_name})"],
             region=binding_region(binding),
-            data_classification=spec.data_classification,
+            data_classification=(
+                self.policy.public_api_class(spec.data_classification)
+                if spec.public_api is not None
+                else spec.data_classification
+            ),
             invocation_logging=None if spec.bedrock is None else NO_INVOCATION_LOGGING not in codes,
             findings=findings,
         )
@@ -391,6 +395,9 @@ def _binding_identity(binding: ProviderBinding, namespace: str) -> Identity:
     subject = service_account_subject(namespace, spec.service_account_name)
     if status is not None and status.identity is not None and status.identity.principal:
         return Identity(status.identity.mode.value, status.identity.principal, subject)
+    if spec.public_api is not None:
+        ref = spec.public_api.api_key_secret_ref
+        return Identity(IdentityMode.STATIC.value, f"Secret {ref.name} key {ref.key}", subject)
     if spec.bedrock is not None:
         auth = spec.bedrock.auth
         secret, principal = auth.secret_ref, auth.role_arn
@@ -406,7 +413,7 @@ def _binding_identity(binding: ProviderBinding, namespace: str) -> Identity:
 def _binding_network(binding: ProviderBinding, codes: set[str]) -> NetworkPath:
     """Public when a PUBLIC_ENDPOINT finding says so; verified-private on the current generation's
     PrivateConnectivityVerified condition; else unverified."""
-    if PUBLIC_ENDPOINT in codes:
+    if PUBLIC_ENDPOINT in codes or binding.spec.public_api is not None:
         return NetworkPath.PUBLIC
     conditions = binding.status.conditions if binding.status else []
     if condition_true(conditions, "PrivateConnectivityVerified", binding.metadata.generation):

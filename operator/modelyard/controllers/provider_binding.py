@@ -43,6 +43,7 @@ from modelyard.cloud import CloudUnavailable
 from modelyard.cloud.aws import BedrockVerifier
 from modelyard.cloud.azure import AzureVerifier
 from modelyard.cloud.network import resolver_from
+from modelyard.cloud.public_api import PublicApiVerifier
 from modelyard.cloud.scrub import scrub
 from modelyard.config import Settings
 from modelyard.kube import ApiError
@@ -110,6 +111,7 @@ async def start_verifier(memo: kopf.Memo, **kwargs: Any) -> None:
     memo.azure = AzureVerifier(
         resolver, settings.azure_resource_manager_url, settings.azure_resource_manager_scope
     )
+    memo.public_api = PublicApiVerifier()
     index: kopf.Index[str, dict[str, Any]] = kwargs["provider_bindings"]  # kopf passes indexes by name
     memo.binding_index = index
     reverification.start(memo, index, functools.partial(_reverify, memo))
@@ -181,7 +183,7 @@ class _Reconcile(Owner[ProviderBinding]):
             region=spec.region,
             findings=_findings(spec, policy, spec.region),
         )
-        if spec.static_credentials and not policy.allow_static_credentials:
+        if spec.static_credentials and not policy.allow_static_credentials and spec.public_api is None:
             refused = "static credentials are not allowed by the cluster policy (allowStaticCredentials)"
             refusal = Cond.false(IDENTITY, "StaticCredentialsNotAllowed", refused)
             await self._finish(_not_verified(refusal), unverified)
@@ -191,13 +193,15 @@ class _Reconcile(Owner[ProviderBinding]):
             await self._finish(_not_verified(wired), unverified)
             return
         try:
-            verification = Verification(self.kube, self.namespace, self.memo.bedrock, self.memo.azure)
+            verification = Verification(
+                self.kube, self.namespace, self.memo.bedrock, self.memo.azure, self.memo.get("public_api")
+            )
             verdict = await verification.verify(binding)
         except CloudUnavailable as exc:
             await self._unavailable(wired, unverified, scrub(str(exc)))
             return
         conds = [wired, verdict.credentials, verdict.connectivity]
-        ready = summary(conds)
+        ready = summary(conds[:2] if verdict.ready_without_connectivity else conds)
         if verdict.gate is not None and ready.status == "True":
             ready = verdict.gate
         fields = ProviderBindingStatus(
@@ -291,6 +295,12 @@ def _findings(
 def _wiring_message(binding: ProviderBinding, namespace: str) -> str:
     spec = binding.spec
     subject = service_account_subject(namespace, spec.service_account_name)
+    if spec.public_api is not None:
+        ref = spec.public_api.api_key_secret_ref
+        return (
+            f"API key from Secret {ref.name} (key {ref.key}) as a gateway env var; public model APIs take "
+            "only keys, so allowStaticCredentials does not gate it"
+        )
     if spec.bedrock is not None and spec.bedrock.auth.type is AwsAuthType.IRSA:
         role = spec.bedrock.auth.role_arn
         return f"IRSA: ServiceAccount carries role {role}; its trust policy must name {subject}"

@@ -9,21 +9,26 @@ here, not a 403 in production. A cloud that gives no verdict (throttled, a serve
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterable
 
 from modelyard.api.common import SecretRef
 from modelyard.api.conditions import Cond
 from modelyard.api.provider_binding import AwsAuthType, AzureAuthType, BedrockSpec, ProviderBinding
 from modelyard.audit.findings import Observed
+from modelyard.catalog.public_apis import public_api
 from modelyard.cloud import Check
 from modelyard.cloud.aws import STS_AUDIENCE, BedrockTarget, BedrockVerifier
 from modelyard.cloud.azure import TOKEN_AUDIENCE, AzureTarget, AzureVerifier
+from modelyard.cloud.public_api import PublicApiTarget, PublicApiVerifier
 from modelyard.kube import Kube
 from modelyard.render.identity import AWS_SECRET_KEYS, AZURE_SECRET_KEY
 
 from .common import READY
 
 CREDENTIALS, CONNECTIVITY = "CredentialsVerified", "PrivateConnectivityVerified"
+PUBLIC_ENDPOINT = "PublicEndpoint"
 TOKEN_TTL_S = 600  # the shortest TokenRequest lifetime the API server accepts
 
 
@@ -38,19 +43,31 @@ class Verdict:
         self.principal: str | None = None
         self.region: str | None = None
         self.endpoint: str | None = None
+        #: Ready follows identity and credentials only (public APIs: no private path can exist)
+        self.ready_without_connectivity = False
 
 
 class Verification:
     """Verifies the bindings of one namespace with the operator's cloud verifiers; raises
     ``CloudUnavailable`` when a cloud gave no verdict."""
 
-    def __init__(self, kube: Kube, namespace: str, bedrock: BedrockVerifier, azure: AzureVerifier) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        namespace: str,
+        bedrock: BedrockVerifier,
+        azure: AzureVerifier,
+        public: PublicApiVerifier | None = None,
+    ) -> None:
         self.kube = kube
         self.namespace = namespace
         self.bedrock = bedrock
         self.azure = azure
+        self.public = public or PublicApiVerifier()
 
     async def verify(self, binding: ProviderBinding) -> Verdict:
+        if binding.spec.public_api is not None:
+            return await self._public_api(binding)
         if binding.spec.bedrock is not None:
             return await self._bedrock(binding, binding.spec.bedrock)
         return await self._azure(binding)
@@ -137,6 +154,55 @@ class Verification:
         verdict.region = report.region
         verdict.endpoint = azure.endpoint.rstrip("/")
         return verdict
+
+    async def _public_api(self, binding: ProviderBinding) -> Verdict:
+        """The key, read from its Secret into memory only, proven against the vendor's models endpoint. A
+        public API has no private path: PrivateConnectivityVerified is False with reason PublicEndpoint and
+        does not hold Ready back (the cluster policy's publicAPIMaxClassification keeps sensitive routes
+        away)."""
+        spec = binding.spec.public_api
+        assert spec is not None
+        api = public_api(spec.vendor.value)
+        base = spec.base_url or api.base_url
+        assert base is not None  # required by the API for the vendors without a default
+        connectivity = Cond.false(
+            CONNECTIVITY,
+            PUBLIC_ENDPOINT,
+            f"not applicable: {api.title} is reached over the public internet (no private endpoint exists); "
+            "routes above the cluster policy's publicAPIMaxClassification never use it",
+        )
+        ref = spec.api_key_secret_ref
+        key, missing = await self._secret_value(ref.name, ref.key)
+        if key is None:
+            verdict = Verdict(missing, connectivity, Observed(models_unverified="no key to ask with"))
+        else:
+            report = await self.public.verify(
+                PublicApiTarget(spec.vendor.value, base, key, tuple(spec.models))
+            )
+            observed = Observed(
+                private_connectivity=False,
+                unlisted_models=report.unlisted_models,
+                models_unverified=report.models_unverified,
+            )
+            verdict = Verdict(_cond(CREDENTIALS, report.credentials), connectivity, observed)
+        verdict.endpoint = base.rstrip("/")
+        verdict.principal = f"API key in Secret {ref.name} (key {ref.key})"
+        verdict.ready_without_connectivity = True
+        return verdict
+
+    async def _secret_value(self, name: str, key: str) -> tuple[str | None, Cond]:
+        """The value of ``key`` in Secret ``name``, or None and the condition saying why not."""
+        secret = await self.kube.get("v1", "Secret", self.namespace, name)
+        if secret is None:
+            return None, Cond.false(CREDENTIALS, "SecretNotFound", f"Secret {name} does not exist")
+        encoded = (secret.get("data") or {}).get(key)
+        try:
+            value = base64.b64decode(encoded, validate=True).decode().strip() if encoded else ""
+        except (binascii.Error, UnicodeDecodeError):
+            value = ""
+        if not value:
+            return None, Cond.false(CREDENTIALS, "SecretKeyMissing", f"Secret {name} holds no value at {key}")
+        return value, Cond.true(CREDENTIALS, "SecretKeyPresent", f"Secret {name} holds {key}")
 
     async def _static_secret(self, ref: SecretRef | None, keys: Iterable[str]) -> Cond:
         """A static-credential binding (allowed by policy): its Secret holds the keys. Only the key names are

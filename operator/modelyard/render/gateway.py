@@ -39,6 +39,7 @@ from .identity import service_account as identity_service_account
 from .litellm import MASTER_KEY_ENV, compile_litellm_config, config_yaml
 from .model_deployment import PORT as MODEL_SERVER_PORT
 from .model_deployment import SERVER as MODEL_SERVER
+from .public_api import PublicApiTarget, public_egress
 from .targets import ResolvedRoute, SelfHostedTarget
 
 KIND = "RoutePolicy"
@@ -145,7 +146,10 @@ class _Gateway:
         self.image = image
         self.config = config_yaml(engine.compile(policy, routes))
         self.config_hash = hashlib.sha256(self.config.encode()).hexdigest()[:16]
-        egress_inputs = [(b.key, b.egress_cidrs) for b in self.backends]
+        egress_inputs = [
+            (b.key, b.egress_cidrs, b.target.excluded_cidrs if isinstance(b.target, PublicApiTarget) else ())
+            for b in self.backends
+        ]
         self.digest = spec_hash(policy.spec.to_wire(), self.config, egress_inputs, asdict(wiring), image)
 
     def _meta(self, name: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
@@ -202,13 +206,17 @@ class _Gateway:
 
     def _provider_egress(self) -> list[dict[str, Any]]:
         """HTTPS to the providers: only to their endpoints' CIDRs when every one is known, else anywhere
-        (a NetworkPolicy cannot name a host; private DNS of the verified endpoints keeps traffic private)."""
-        providers = [b for b in self.backends if not isinstance(b.target, SelfHostedTarget)]
+        (a NetworkPolicy cannot name a host; private DNS of the verified endpoints keeps traffic private).
+        While a public model API is eligible, HTTPS to public IPv4 addresses too: everything but the private,
+        link-local, shared and cluster ranges (render.public_api)."""
+        public = [b.target for b in self.backends if isinstance(b.target, PublicApiTarget)]
+        providers = [b for b in self.backends if not isinstance(b.target, SelfHostedTarget | PublicApiTarget)]
         if not providers:
-            return []
+            return public_egress(public)
         if not all(b.egress_cidrs for b in providers):
-            return [https_egress()]
-        return [https_egress(sorted({cidr for b in providers for cidr in b.egress_cidrs}))]
+            return [https_egress(), *public_egress(public)]
+        cidrs = sorted({cidr for b in providers for cidr in b.egress_cidrs})
+        return [https_egress(cidrs), *public_egress(public)]
 
     def deployment(self) -> Manifest:
         template_labels = {**self._labels(), **self.wiring.pod_labels}
@@ -267,4 +275,3 @@ class _Gateway:
             *({"name": name, "value": value} for name, value in self.engine.env),
             *copy.deepcopy(self.wiring.env),
         ]
-

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from modelyard.api.common import SecretKeyRef
 from modelyard.api.provider_binding import (
     DEFAULT_GATEWAY_SERVICE_ACCOUNT,
     AwsAuthType,
@@ -36,6 +37,8 @@ AZURE_USE_LABEL = "azure.workload.identity/use"
 #: Keys a staticSecret Secret must hold (see AwsAuth.secret_ref and AzureAuth.secret_ref).
 AWS_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 AZURE_SECRET_KEY = "AZURE_API_KEY"
+#: The suffix of the env var carrying a public-API binding's key (public_api_key_env).
+PUBLIC_API_KEY_SUFFIX = "API_KEY"
 #: Env vars that only set an SDK default; bindings may disagree on them (each model names its region in the
 #: gateway config), and then the variable is left out rather than picked arbitrarily.
 SDK_DEFAULT_ENV = frozenset({"AWS_REGION"})
@@ -66,11 +69,19 @@ def static_env_name(binding: str, key: str) -> str:
     return f"MODELYARD_{re.sub(r'[^A-Za-z0-9]', '_', binding).upper()}_{key}"
 
 
+def public_api_key_env(binding: str) -> str:
+    """The gateway env var carrying a public-API binding's key: ``openrouter`` ->
+    ``MODELYARD_OPENROUTER_API_KEY``."""
+    return static_env_name(binding, PUBLIC_API_KEY_SUFFIX)
+
+
 def identity_wiring(binding: ProviderBinding) -> IdentityWiring:
     """The wiring one ProviderBinding asks of the gateway."""
     spec = binding.spec
     name = binding.metadata.name
-    if spec.bedrock is not None:
+    if spec.public_api is not None:
+        wiring = _public_api_wiring(name, spec.public_api.api_key_secret_ref)
+    elif spec.bedrock is not None:
         wiring = _aws_wiring(name, spec.bedrock)
     else:
         assert spec.azure_open_ai is not None
@@ -126,6 +137,14 @@ def _azure_wiring(name: str, auth: AzureAuth) -> IdentityWiring:
         )
     assert auth.secret_ref is not None
     return IdentityWiring(env=(_secret_env(name, auth.secret_ref.name, AZURE_SECRET_KEY),))
+
+
+def _public_api_wiring(name: str, ref: SecretKeyRef) -> IdentityWiring:
+    """The key as an env var from the Secret, marked optional: a binding whose Secret is missing (its
+    CredentialsVerified says so) fails only its own requests, never the start of the namespace's gateway. The
+    egress to the public internet is the gateway's, while such a backend is eligible (render.public_api)."""
+    ref_ = {"name": ref.name, "key": ref.key, "optional": True}
+    return IdentityWiring(env=({"name": public_api_key_env(name), "valueFrom": {"secretKeyRef": ref_}},))
 
 
 def _secret_env(binding: str, secret: str, key: str) -> EnvVar:

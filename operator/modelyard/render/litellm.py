@@ -17,6 +17,9 @@ LiteLLM config, as the pinned proxy reads it:
   Entra token (Cognitive Services scope), sent as the bearer. tests/gateway/test_provider_auth.py runs
   exactly that against STS and Entra fakes. Static keys are ``os.environ/`` references to env vars filled
   from Secrets, so the ConfigMap never holds a secret value;
+- public model APIs as ``<vendor's LiteLLM provider>/<model>`` with the key as such a reference,
+  ``drop_params`` and, for OpenRouter, the ``provider`` preferences in ``extra_body``
+  (:mod:`modelyard.render.public_api`; tests/gateway/test_public_apis.py);
 - fallback routes: one model group per backend, the first named after the route, and
   ``router_settings.fallbacks`` listing the others in priority order (tried in order after ``num_retries``);
 - weighted routes: every backend in the route's group with ``weight`` (``simple-shuffle`` picks by weight).
@@ -36,6 +39,8 @@ from modelyard.api.provider_binding import AwsAuthType, AzureAuthType
 from modelyard.api.route_policy import Limits, Route, RoutePolicy, Strategy
 
 from .identity import AWS_SECRET_KEYS, AZURE_SECRET_KEY, static_env_name
+from .public_api import PublicApiTarget
+from .public_api import litellm_params as public_api_params
 from .targets import AzureTarget, BedrockTarget, ResolvedBackend, ResolvedRoute, SelfHostedTarget, Target
 
 #: The env var the proxy reads its master key from; the gateway fills it from the master key Secret.
@@ -120,6 +125,8 @@ def _target_params(target: Target) -> dict[str, Any]:
         return {"model": f"openai/{target.served_model}", "api_base": target.api_base, "api_key": NO_API_KEY}
     if isinstance(target, BedrockTarget):
         return _bedrock_params(target)
+    if isinstance(target, PublicApiTarget):
+        return public_api_params(target)
     return _azure_params(target)
 
 

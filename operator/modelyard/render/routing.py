@@ -23,6 +23,7 @@ from .targets import ResolvedBackend, ResolvedRoute, binding_models
 NOT_FOUND = "not found"
 NOT_READY = "not Ready"
 STATIC_NOT_ALLOWED = "static credentials not allowed by cluster policy"
+PUBLIC_API_CAP = "publicAPIMaxClassification"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,9 @@ class BackendFacts:
     region: str | None = None
     #: The route's Bedrock model id or Azure deployment is listed in the binding.
     model_listed: bool = True
+    #: A public model API (provider publicAPI): capped by the policy's publicAPIMaxClassification, its key not
+    #: gated by allowStaticCredentials.
+    public_api: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +91,13 @@ def _provider_reasons(
         reasons.append(f"model {backend.model} not listed in the binding")
     needs_private = route.data_classification.rank >= policy.require_private_connectivity_from.rank
     threshold = policy.require_private_connectivity_from
-    if facts.static_credentials and not policy.allow_static_credentials:
+    cap = policy.public_api_max_classification
+    if facts.public_api and route.data_classification.rank > cap.rank:
+        reasons.append(
+            f"public model API: cluster policy {PUBLIC_API_CAP} is {cap}, route carries "
+            f"{route.data_classification}"
+        )
+    if facts.static_credentials and not policy.allow_static_credentials and not facts.public_api:
         reasons.append(STATIC_NOT_ALLOWED)
     elif facts.static_credentials and needs_private:
         reasons.append(
@@ -128,6 +138,7 @@ def provider_binding_facts(binding: ProviderBinding, model: str) -> BackendFacts
         private_connectivity_verified=condition_true(conditions, "PrivateConnectivityVerified", generation),
         region=spec.region or (status.region if status else None),
         model_listed=model in binding_models(binding),
+        public_api=spec.public_api is not None,
     )
 
 
@@ -179,7 +190,9 @@ def resolve_routes(
                 verified = replace(found, ready=True, private_connectivity_verified=True)
                 facts[backend.key] = verified if assume_verified else found
         outcome = evaluate_route(route, cluster, facts)
-        backends = tuple(_resolve(b, model_deployments, bindings, namespace) for b in outcome.eligible)
+        backends = tuple(
+            _resolve(b, model_deployments, bindings, namespace, cluster) for b in outcome.eligible
+        )
         resolved.append(ResolvedRoute(route=route, backends=backends))
         statuses.append(_route_status(route, outcome))
     return resolved, statuses
@@ -198,10 +211,11 @@ def _resolve(
     model_deployments: Mapping[str, ModelDeployment],
     bindings: Mapping[str, ProviderBinding],
     namespace: str,
+    cluster: ClusterPolicy,
 ) -> ResolvedBackend:
     if backend.model_deployment_ref is not None:
         md = model_deployments[backend.model_deployment_ref]
         return ResolvedBackend.from_model_deployment(backend, md, namespace)
     binding = bindings[str(backend.provider_binding_ref)]
     endpoint = binding.status.endpoint if binding.spec.bedrock is not None and binding.status else None
-    return ResolvedBackend.from_provider_binding(backend, binding, runtime_endpoint=endpoint)
+    return ResolvedBackend.from_provider_binding(backend, binding, runtime_endpoint=endpoint, policy=cluster)

@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from modelyard.api.model_deployment import ModelDeployment
+from modelyard.api.policy import ClusterPolicy
 from modelyard.api.provider_binding import AwsAuthType, AzureAuthType, ProviderBinding
 from modelyard.api.route_policy import Backend, Route
 
 from .model_deployment import endpoint as model_deployment_endpoint
+from .public_api import PublicApiTarget, public_api_target
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +55,7 @@ class AzureTarget:
     auth: AzureAuthType
 
 
-Target = SelfHostedTarget | BedrockTarget | AzureTarget
+Target = SelfHostedTarget | BedrockTarget | AzureTarget | PublicApiTarget
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,7 @@ class ResolvedBackend:
         *,
         runtime_endpoint: str | None = None,
         egress_cidrs: tuple[str, ...] = (),
+        policy: ClusterPolicy | None = None,
     ) -> ResolvedBackend:
         """Raises ValueError when ``backend.model`` is not listed in the binding (routing rejects such a
         backend first)."""
@@ -86,7 +89,9 @@ class ResolvedBackend:
         if model not in binding_models(binding):
             raise ValueError(f"model {model} not listed in ProviderBinding {name}")
         target: Target
-        if spec.bedrock is not None:
+        if spec.public_api is not None:
+            target = public_api_target(binding, model, policy)
+        elif spec.bedrock is not None:
             target = BedrockTarget(name, spec.bedrock.region, model, spec.bedrock.auth.type, runtime_endpoint)
         else:
             azure = spec.azure_open_ai
@@ -105,6 +110,8 @@ class ResolvedRoute:
 
 def binding_models(binding: ProviderBinding) -> list[str]:
     """What routes may name in ``model`` for this binding: Bedrock model ids or Azure deployment names."""
+    if binding.spec.public_api is not None:
+        return list(binding.spec.public_api.models)
     if binding.spec.bedrock is not None:
         return list(binding.spec.bedrock.models)
     assert binding.spec.azure_open_ai is not None
