@@ -254,7 +254,38 @@ def matrix() -> list[Line]:
         _line("extra-args/equals", _md("Qwen/Qwen2.5-7B-Instruct", serving={"extraArgs": [
             "--max-num-batched-tokens=4096", "--disable-log-requests"]})),
     ]
+    lines += _lora_lines()
     lines += _previous_renderer_lines(lines)
+    return lines
+
+
+#: LoRA adapters from every source the API takes, with their limits (issue 16).
+LORA_ADAPTERS = [
+    {"name": "support", "source": "hf://acme/llama-8b-support", "revision": "0123456789abcdef"},
+    {"name": "legal", "source": "s3://adapters/legal/", "dataClassification": "internal"},
+    {"name": "acme/finance-v2", "source": "pvc://adapters/finance"},
+    {"name": "local", "source": "pvc://airgap/adapters/local"},
+]
+
+
+def _lora_lines() -> list[Line]:
+    """Adapters served by vLLM: its LoRA flags with the limits of spec.lora, every adapter listed; a rank
+    vLLM does not offer is refused by both."""
+    model = "meta-llama/Llama-3.1-8B-Instruct"
+    lines = [
+        _line("lora/sources", _md(model, adapters=LORA_ADAPTERS)),
+        _line("lora/limits", _md(model, adapters=LORA_ADAPTERS[:2],
+                                 lora={"maxRank": 64, "maxLoras": 1, "maxCpuLoras": 8})),
+        _line("lora/tp2-pvc-base", _md(model, "pvc://airgap/llama-3.1-8b",
+                                       gpu={"type": "nvidia-l4", "count": 2},
+                                       adapters=LORA_ADAPTERS[2:], lora={"maxRank": 320})),
+        _line("lora/qwen", _md("Qwen/Qwen2.5-7B-Instruct", adapters=LORA_ADAPTERS[:1], lora={"maxRank": 8})),
+    ]
+    with pytest.raises(ValueError, match="must be one of"):
+        _md(model, adapters=LORA_ADAPTERS[:1], lora={"maxRank": 48})
+    accepted = lines[0]
+    lines.append(Line("refused/lora/rank-48", accepted.model, accepted.gpu,
+                      _with(accepted.argv, "--max-lora-rank", "48"), accepted.env, expect_accepted=False))
     return lines
 
 
@@ -406,6 +437,29 @@ def test_planner_dtypes_are_vllms(judged: tuple[list[Line], dict[str, Any], floa
     assert set(QUANTIZATION_DTYPES["gptq"]) == set(dtypes["gptq"])
     assert set(QUANTIZATION_DTYPES["fp8"]) == set(dtypes["fp8"]) == set(dtypes["fp8_online"])
     assert set(QUANTIZATION_DTYPES["mxfp4"]) == set(dtypes["mxfp4"])
+
+
+def test_lora_adapters_are_served_as_rendered(judged: tuple[list[Line], dict[str, Any], float]) -> None:
+    """vLLM reads every adapter of the spec (name, path, the base model as parent) and the limits of
+    spec.lora from the rendered command line."""
+    _, report, _ = judged
+    verdicts = {v["id"]: v for v in report["verdicts"]}
+    resolved = verdicts["lora/sources"]["resolved"]
+    assert resolved["lora"] == {"max_lora_rank": 16, "max_loras": 4, "max_cpu_loras": 4}
+    assert resolved["lora_modules"] == [
+        ["support", f"{CACHE_MOUNT}/hf/acme/llama-8b-support/0123456789abcdef", "llama-3.1-8b-instruct"],
+        ["legal", f"{CACHE_MOUNT}/s3/adapters/legal", "llama-3.1-8b-instruct"],
+        ["acme/finance-v2", "/adapters/0/finance", "llama-3.1-8b-instruct"],
+        ["local", "/adapters/1/adapters/local", "llama-3.1-8b-instruct"],
+    ]
+    assert verdicts["lora/limits"]["resolved"]["lora"] == {"max_lora_rank": 64, "max_loras": 1,
+                                                           "max_cpu_loras": 8}
+    tp2 = verdicts["lora/tp2-pvc-base"]["resolved"]
+    assert tp2["lora"]["max_lora_rank"] == 320 and tp2["tensor_parallel_size"] == 2
+    assert [m[1] for m in tp2["lora_modules"]] == ["/adapters/0/finance", f"{CACHE_MOUNT}/adapters/local"]
+    assert verdicts["lora/qwen"]["resolved"]["lora"]["max_loras"] == 1
+    assert "--max-lora-rank" in verdicts["refused/lora/rank-48"]["error"]
+    assert verdicts["catalog/meta-llama/Llama-3.1-8B-Instruct"]["resolved"]["lora"] is None
 
 
 def test_awq_70b_on_one_h100_and_405b_fp8_on_eight_are_accepted(

@@ -136,6 +136,12 @@ def _judge(case: dict[str, Any], workdir: Path, records: _Records) -> dict[str, 
             "max_model_len": config.model_config.max_model_len,
             "served_model_name": config.model_config.served_model_name,
             "max_num_batched_tokens": config.scheduler_config.max_num_batched_tokens,
+            "lora": None if config.lora_config is None else {
+                "max_lora_rank": config.lora_config.max_lora_rank,
+                "max_loras": config.lora_config.max_loras,
+                "max_cpu_loras": config.lora_config.max_cpu_loras,
+            },
+            "lora_modules": [[m.name, m.path, m.base_model_name] for m in args.lora_modules or []],
         }
         result["config"] = config
         deprecated = [m for m in records.messages if any(w in m.lower() for w in DEPRECATION_WORDS)]

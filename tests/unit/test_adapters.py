@@ -7,10 +7,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from modelyard.api.model_deployment import ModelDeploymentSpec
+from modelyard.api.model_deployment import ModelDeployment, ModelDeploymentSpec
 from modelyard.errors import UserError
 from modelyard.planning.catalog import MODELS
 from modelyard.planning.lora import LoraLimits, lora_bytes_per_gpu, lora_elements_per_slot_per_gpu
+from modelyard.planning.spec import plan_deployment
+from modelyard.render.model_deployment import render_model_deployment
 
 L8B = MODELS["meta-llama/Llama-3.1-8B-Instruct"]
 
@@ -103,3 +105,108 @@ def test_mixture_of_experts_adapters_are_refused() -> None:
 def test_quantized_checkpoint_has_its_base_shape() -> None:
     awq = MODELS["hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4"]
     assert lora_elements_per_slot_per_gpu(awq, 1, 16) == lora_elements_per_slot_per_gpu(L8B, 1, 16)
+
+
+# --- rendered objects -----------------------------------------------------------------------------
+
+
+def _render(s: ModelDeploymentSpec) -> Any:
+    md = ModelDeployment.model_validate(
+        {"metadata": {"name": "llama", "namespace": "ml"}, "spec": s.to_wire()}
+    )
+    return render_model_deployment(md, plan_deployment(md.spec))
+
+
+def _kind(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    return next(o for o in objects if o["kind"] == kind)
+
+
+def test_download_job_fetches_each_adapter_beside_the_weights_with_the_same_script() -> None:
+    children = _render(
+        spec(
+            model={
+                "name": "llama-8b",
+                "source": "hf://meta-llama/Llama-3.1-8B-Instruct",
+                "revision": "0e9e39f",
+                "credentialsSecretRef": {"name": "hf", "key": "t"},
+                "roleArn": "arn:aws:iam::123456789012:role/adapters",
+            }
+        )
+    )
+    job = _kind(children.cache, "Job")
+    base, hf, s3 = job["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in (base, hf, s3)] == ["download", "adapter-0", "adapter-1"]
+    env = {
+        c["name"]: {e["name"]: e.get("value", e.get("valueFrom")) for e in c["env"]}
+        for c in job["spec"]["template"]["spec"]["containers"]
+    }
+    assert hf["command"] == base["command"]  # the base model's hf:// script, for the adapter's repository
+    assert env["adapter-0"]["REPO"] == "acme/llama-8b-support" and env["adapter-0"]["REVISION"] == "1a2b3c"
+    assert env["adapter-0"]["TARGET"] == "/models/hf/acme/llama-8b-support/1a2b3c"
+    assert env["adapter-0"]["HF_TOKEN"] == env["download"]["HF_TOKEN"]  # the base model's token
+    assert s3["image"].startswith("amazon/aws-cli")
+    assert env["adapter-1"]["SOURCE"] == "s3://acme-adapters/legal/"
+    assert env["adapter-1"]["TARGET"] == "/models/s3/acme-adapters/legal"
+    assert env["adapter-1"]["AWS_ROLE_ARN"] == "arn:aws:iam::123456789012:role/adapters"
+    rules = job["spec"]["podFailurePolicy"]["rules"]
+    assert [r["onExitCodes"]["containerName"] for r in rules] == ["download", "adapter-0", "adapter-1"]
+    volumes = [v["name"] for v in job["spec"]["template"]["spec"]["volumes"]]
+    assert "aws-iam-token" in volumes or any("token" in v for v in volumes)
+
+
+def test_adding_an_adapter_is_a_new_download_job_and_rolls_the_server() -> None:
+    one = _render(spec(adapters=[{"name": "support", "source": "hf://acme/support", "revision": "1"}]))
+    two = _render(spec())
+    assert _kind(one.cache, "Job")["metadata"]["name"] != _kind(two.cache, "Job")["metadata"]["name"]
+    template = [_kind(c.serving, "Deployment")["spec"]["template"] for c in (one, two)]
+    assert template[0] != template[1]
+    none = _render(spec(adapters=[]))
+    base_only = _kind(none.cache, "Job")
+    assert [c["name"] for c in base_only["spec"]["template"]["spec"]["containers"]] == ["download"]
+    args = _kind(none.serving, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not any("lora" in a for a in args)
+
+
+def test_pvc_adapters_are_mounted_read_only_and_a_pvc_model_takes_only_pvc_adapters() -> None:
+    s = spec(
+        adapters=[
+            {"name": "a", "source": "pvc://adapters/a"},
+            {"name": "b", "source": "pvc://adapters/b"},
+            {"name": "c", "source": "pvc://llama-weights/c"},
+        ]
+    )
+    pod = _kind(_render(s).serving, "Deployment")["spec"]["template"]["spec"]
+    assert {"name": "adapter-0", "persistentVolumeClaim": {"claimName": "adapters", "readOnly": True}} in pod[
+        "volumes"
+    ]
+    mounts = pod["containers"][0]["volumeMounts"]
+    assert {"name": "adapter-0", "mountPath": "/adapters/0", "readOnly": True} in mounts
+    args = pod["containers"][0]["args"]
+    modules = args[args.index("--lora-modules") + 1 :]
+    assert [m.split('"path":"')[1].split('"')[0] for m in modules] == [
+        "/adapters/0/a",
+        "/adapters/0/b",
+        "/models/c",
+    ]  # llama-weights is the model's own cache claim
+    with pytest.raises(ValidationError, match="pvc:// model has no download Job"):
+        spec(
+            model={"name": "m", "source": "pvc://weights/llama"},
+            adapters=[{"name": "a", "source": "hf://x/a"}],
+        )
+
+
+def test_download_egress_opens_https_for_an_hf_adapter_of_an_s3_compatible_model() -> None:
+    s = spec(
+        model={
+            "name": "m",
+            "source": "s3://weights/llama-3.1-8b-instruct",
+            "endpointURL": "http://minio:9000",
+            "architecture": None,
+        },
+        adapters=[{"name": "a", "source": "hf://x/a", "revision": "1"}],
+    )
+    s = s.model_copy(update={"model": s.model.model_copy(update={"name": "llama-3.1-8b-instruct"})})
+    policies = [o for o in _render(s).base if o["kind"] == "NetworkPolicy"]
+    policy = next(o for o in policies if "download" in o["metadata"]["name"])
+    ports = [rule["ports"][0]["port"] for rule in policy["spec"]["egress"][1:]]
+    assert ports == [443, 9000]

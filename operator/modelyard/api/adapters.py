@@ -44,6 +44,12 @@ ADAPTER_NOT_BASE_NAME = Rule(
     "adapters: an adapter's name must differ from model.name (clients choose between them by name)",
     ".adapters",
 )
+PVC_MODEL_PVC_ADAPTERS = Rule(
+    "!has(self.adapters) || !self.model.source.startsWith('pvc://') || "
+    "self.adapters.all(a, a.source.startsWith('pvc://'))",
+    "adapters: a pvc:// model has no download Job, so its adapters come from pvc:// too",
+    ".adapters",
+)
 MAX_LORAS_LE_MAX_CPU = Rule(
     "!has(self.maxLoras) || !has(self.maxCpuLoras) || self.maxLoras <= self.maxCpuLoras",
     "maxCpuLoras must be at least maxLoras",
@@ -201,12 +207,19 @@ def adapters_field() -> Any:
 
 
 def check_adapters(
-    adapters: Sequence[Adapter], *, engine: str, base_name: str, base_class: DataClassification
+    adapters: Sequence[Adapter],
+    *,
+    engine: str,
+    base_name: str,
+    base_source: str,
+    base_class: DataClassification,
 ) -> None:
     """The spec-wide adapter rules (the CRD's CEL says the same); raises ValueError naming the first
     broken one."""
     if adapters and engine != "vllm":
         raise ValueError(ADAPTERS_NEED_VLLM.message)
+    if base_source.startswith("pvc://") and any(a.scheme != "pvc" for a in adapters):
+        raise ValueError(PVC_MODEL_PVC_ADAPTERS.message)
     seen: set[str] = set()
     for adapter in adapters:
         if adapter.name in seen:

@@ -12,6 +12,7 @@ from .adapters import (
     ADAPTER_NOT_ABOVE_BASE,
     ADAPTER_NOT_BASE_NAME,
     ADAPTERS_NEED_VLLM,
+    PVC_MODEL_PVC_ADAPTERS,
     Adapter,
     AdapterStatus,
     InferencePoolSpec,
@@ -493,6 +494,7 @@ class ModelDeploymentSpec(ApiModel):
         ADAPTERS_NEED_VLLM,
         ADAPTER_NOT_ABOVE_BASE,
         ADAPTER_NOT_BASE_NAME,
+        PVC_MODEL_PVC_ADAPTERS,
     )
 
     engine: Engine = Field(default=Engine.VLLM, description="Inference engine: vllm or nim.")
@@ -544,6 +546,7 @@ class ModelDeploymentSpec(ApiModel):
             self.adapters,
             engine=self.engine.value,
             base_name=self.model.name,
+            base_source=self.model.source,
             base_class=self.data_classification,
         )
         return self

@@ -19,12 +19,14 @@ from modelyard.api.model_deployment import (
     KvCacheDtype,
     ModelDeployment,
     ModelDeploymentSpec,
+    ModelSpec,
     SourceScheme,
 )
 from modelyard.planning.capacity import GIB, Plan
 from modelyard.planning.catalog import GPU_TYPES, MODELS, TIKTOKEN_ENCODINGS, TokenizerEncoding, lookup_model
 from modelyard.planning.spec import nim_tag
 
+from .adapters import adapter_claims, adapter_model, adapter_path, claim_volumes, lora_args
 from .common import (
     HTTPS_PORT,
     Manifest,
@@ -137,9 +139,10 @@ def render_model_deployment(
     return ModelDeploymentChildren(base=base, cache=cache, serving=serving)
 
 
-def weights_path(spec: ModelDeploymentSpec) -> str:
-    """Where the weights live inside the cache volume, as the engine sees them."""
-    model = spec.model
+def weights_path(spec: ModelDeploymentSpec, model: ModelSpec | None = None) -> str:
+    """Where the weights live inside the cache volume, as the engine sees them (``model``: another source
+    cached beside them, an adapter)."""
+    model = model or spec.model
     if model.scheme is SourceScheme.HF:
         return f"{CACHE_MOUNT}/hf/{model.location}/{model.revision or 'main'}"
     if model.scheme is SourceScheme.S3:
@@ -251,22 +254,42 @@ class _Context:
         }
 
     def download_job_name(self) -> str:
-        source = spec_hash(self.spec.model.source, self.spec.model.revision)[:8]
+        # adapters downloaded (hf://, s3://) are part of what the Job caches: a changed list is a new Job
+        adapters = [(m.source, m.revision) for m in self._downloaded_adapters().values()]
+        source = spec_hash(self.spec.model.source, self.spec.model.revision, *adapters)[:8]
         return f"{self.name}-download-{source}"
 
-    def download_job(self) -> Manifest:
-        web_identity = self._web_identity()
-        container = {
-            "name": "download",
-            **self._download_command(),
-            "volumeMounts": [
-                {"name": "weights", "mountPath": CACHE_MOUNT},
-                tmp_mount(),
-                *([token_mount()] if web_identity else []),
-            ],
-            "securityContext": restricted_security_context(read_only_root_filesystem=True),
-            "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "8Gi"}},
+    def _downloaded_adapters(self) -> dict[str, ModelSpec]:
+        """hf:// and s3:// adapters, as model sources the download Job fetches, by container name."""
+        return {
+            f"adapter-{i}": adapter_model(self.spec, a)
+            for i, a in enumerate(self.spec.adapters)
+            if a.scheme != SourceScheme.PVC.value
         }
+
+    def download_job(self) -> Manifest:
+        adapters = self._downloaded_adapters()
+        web_identity = self._web_identity() or any(
+            m.scheme is SourceScheme.S3 and m.role_arn is not None for m in adapters.values()
+        )
+        steps = [("download", self._download_command())] + [
+            (name, self._download_command(model, weights_path(self.spec, model), encodings=False))
+            for name, model in adapters.items()
+        ]
+        containers = [
+            {
+                "name": name,
+                **command,
+                "volumeMounts": [
+                    {"name": "weights", "mountPath": CACHE_MOUNT},
+                    tmp_mount(),
+                    *([token_mount()] if web_identity else []),
+                ],
+                "securityContext": restricted_security_context(read_only_root_filesystem=True),
+                "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "8Gi"}},
+            }
+            for name, command in steps
+        ]
         return {
             "apiVersion": "batch/v1",
             "kind": "Job",
@@ -280,11 +303,12 @@ class _Context:
                         {
                             "action": "FailJob",
                             "onExitCodes": {
-                                "containerName": "download",
+                                "containerName": name,
                                 "operator": "In",
                                 "values": [PERMANENT_FAILURE],
                             },
                         }
+                        for name, _ in steps
                     ]
                 },
                 "template": {
@@ -298,7 +322,7 @@ class _Context:
                         # pool of its first consumer, so the weights land where they are mounted.
                         **self._placement(),
                         "imagePullSecrets": self._pull_secrets(),
-                        "containers": [container],
+                        "containers": containers,
                         "volumes": [
                             self._weights_volume(read_only=False),
                             tmp_volume(),
@@ -309,14 +333,24 @@ class _Context:
             },
         }
 
-    def _download_command(self) -> dict[str, Any]:
-        model = self.spec.model
-        target = weights_path(self.spec)
+    def _download_command(
+        self, model: ModelSpec | None = None, target: str | None = None, *, encodings: bool = True
+    ) -> dict[str, Any]:
+        """The download step of ``model`` (the base model unless given) into ``target``; the base model's
+        step also fetches its tokenizer encodings."""
+        model = model or self.spec.model
+        target = target or weights_path(self.spec)
         env: list[dict[str, Any]] = [{"name": "HOME", "value": "/tmp"}]
-        encodings = tokenizer_encodings(self.plan)
-        if encodings:
-            env.append({"name": "ENCODINGS", "value": json.dumps(
-                [[e.file, e.url, e.sha256] for e in encodings], separators=(",", ":"))})
+        tokenizers = tokenizer_encodings(self.plan) if encodings else []
+        if tokenizers:
+            env.append(
+                {
+                    "name": "ENCODINGS",
+                    "value": json.dumps(
+                        [[e.file, e.url, e.sha256] for e in tokenizers], separators=(",", ":")
+                    ),
+                }
+            )
         if model.scheme is SourceScheme.HF:
             script = (
                 "import os, pathlib, sys\n"
@@ -330,7 +364,7 @@ class _Context:
                 "except (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError) as exc:\n"
                 "    print(f'{type(exc).__name__}: {exc}', file=sys.stderr)\n"
                 f"    sys.exit({PERMANENT_FAILURE})\n"
-                + (_FETCH_ENCODINGS_PY if encodings else "")
+                + (_FETCH_ENCODINGS_PY if tokenizers else "")
                 + f"pathlib.Path(target, '{COMPLETE_MARKER}').touch()\n"
             )
             env += [
@@ -355,7 +389,7 @@ class _Context:
                     "-c",
                     _S3_SYNC_SH
                     + "true "
-                    + "".join(_fetch_encoding_sh(e) for e in encodings)
+                    + "".join(_fetch_encoding_sh(e) for e in tokenizers)
                     + f'&& touch "$TARGET/{COMPLETE_MARKER}" && echo "downloaded $SOURCE to $TARGET"',
                 ],
                 "env": [*env, {"name": "SOURCE", "value": model.source}, {"name": "TARGET", "value": target}],
@@ -434,8 +468,9 @@ class _Context:
             "volumes": [
                 # writable for modelyard's own claims: the vLLM container mounts the weights read-only and
                 # only the compile cache directory of the same claim read-write
-                self._weights_volume(read_only=not self._compile_cache_on_claim()
-                                     and self.spec.engine is Engine.VLLM),
+                self._weights_volume(
+                    read_only=not self._compile_cache_on_claim() and self.spec.engine is Engine.VLLM
+                ),
                 {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{self._shm_gib()}Gi"}},
                 tmp_volume(),
             ],
@@ -443,16 +478,19 @@ class _Context:
         if self._compile_cache_on_claim():
             # kubelet would create a missing subPath directory owned by root, which the engine (uid 1000)
             # cannot write: create it as the engine's user first.
-            pod["initContainers"] = [{
-                "name": "compile-cache",
-                "image": self._engine_image(),
-                "command": ["mkdir", "-p", f"{CACHE_MOUNT}/{COMPILE_CACHE_SUB_PATH}"],
-                "volumeMounts": [{"name": "weights", "mountPath": CACHE_MOUNT}],
-                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
-                "securityContext": restricted_security_context(read_only_root_filesystem=True),
-            }]
+            pod["initContainers"] = [
+                {
+                    "name": "compile-cache",
+                    "image": self._engine_image(),
+                    "command": ["mkdir", "-p", f"{CACHE_MOUNT}/{COMPILE_CACHE_SUB_PATH}"],
+                    "volumeMounts": [{"name": "weights", "mountPath": CACHE_MOUNT}],
+                    "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+                    "securityContext": restricted_security_context(read_only_root_filesystem=True),
+                }
+            ]
         elif self.spec.engine is Engine.VLLM:
             pod["volumes"].append({"name": "compile-cache", "emptyDir": {}})
+        pod["volumes"] += claim_volumes(adapter_claims(self.spec, cache_claim_name(self.md)))[0]
         if scheduling.priority_class_name:
             pod["priorityClassName"] = scheduling.priority_class_name
         return pod
@@ -478,7 +516,8 @@ class _Context:
                 "limits": {"memory": memory, GPU_RESOURCE: str(self.tp)},
             },
             "startupProbe": http_probe(
-                HEALTH_PATH[engine], period=STARTUP_PROBE_PERIOD, failures=self._startup_failures()),
+                HEALTH_PATH[engine], period=STARTUP_PROBE_PERIOD, failures=self._startup_failures()
+            ),
             "readinessProbe": http_probe(HEALTH_PATH[engine], period=10, failures=3),
             "livenessProbe": http_probe(LIVE_PATH[engine], period=30, failures=5),
             "volumeMounts": [
@@ -490,9 +529,11 @@ class _Context:
         }
         if self._compile_cache_on_claim():
             container["volumeMounts"].insert(
-                1, {"name": "weights", "mountPath": COMPILE_CACHE_MOUNT, "subPath": COMPILE_CACHE_SUB_PATH})
+                1, {"name": "weights", "mountPath": COMPILE_CACHE_MOUNT, "subPath": COMPILE_CACHE_SUB_PATH}
+            )
         elif engine is Engine.VLLM:
             container["volumeMounts"].insert(1, {"name": "compile-cache", "mountPath": COMPILE_CACHE_MOUNT})
+        container["volumeMounts"] += claim_volumes(adapter_claims(self.spec, cache_claim_name(self.md)))[1]
         return container
 
     def _startup_failures(self) -> int:
@@ -537,6 +578,7 @@ class _Context:
             args += ["--quantization", self.plan.quantization_flag]
         if serving.kv_cache_dtype is KvCacheDtype.FP8:
             args += ["--kv-cache-dtype", "fp8"]
+        args += lora_args(self.spec, self._adapter_paths())
         env = [
             *common_env,
             # Replicas never download: weights come from the cache the Job filled.
@@ -552,6 +594,19 @@ class _Context:
             encodings_dir = f"{weights_path(self.spec)}/{TOKENIZER_ENCODINGS_DIR}"
             env.append({"name": "TIKTOKEN_ENCODINGS_BASE", "value": encodings_dir})
         return {"command": ["vllm", "serve"], "args": [*args, *serving.extra_args], "env": env}
+
+    def _adapter_paths(self) -> dict[str, str]:
+        """Where the engine finds each adapter, by name."""
+        return {
+            a.name: adapter_path(
+                self.spec,
+                a,
+                base_claim=cache_claim_name(self.md),
+                cache_mount=CACHE_MOUNT,
+                cached_path=weights_path(self.spec, adapter_model(self.spec, a)),
+            )
+            for a in self.spec.adapters
+        }
 
     def service(self) -> Manifest:
         return cluster_ip_service(self._meta(self.name, SERVER), self._selector(SERVER), PORT)
@@ -607,7 +662,17 @@ class _Context:
         pods run: the policy selects nothing once they have finished. The source's port is 443 (the hub, NGC,
         AWS S3 and STS), or the port of ``spec.model.endpointURL`` (which serves STS too)."""
         meta = self._meta(f"{self.name}-download", DOWNLOADER)
-        egress = [dns_egress(), tcp_egress(self._source_port())]
+        ports = sorted(
+            {
+                self._source_port(),
+                *(
+                    HTTPS_PORT
+                    for m in self._downloaded_adapters().values()
+                    if m.scheme is not self.spec.model.scheme
+                ),
+            }
+        )
+        egress = [dns_egress(), *(tcp_egress(port) for port in ports)]
         return network_policy(meta, self._selector(DOWNLOADER), egress=egress)
 
     def _source_port(self) -> int:
