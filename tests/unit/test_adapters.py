@@ -7,12 +7,16 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from modelyard.api.model_deployment import ModelDeployment, ModelDeploymentSpec
+from modelyard.api.model_deployment import ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus
+from modelyard.api.policy import ClusterPolicy
+from modelyard.api.route_policy import RoutePolicy
 from modelyard.errors import UserError
 from modelyard.planning.catalog import MODELS
 from modelyard.planning.lora import LoraLimits, lora_bytes_per_gpu, lora_elements_per_slot_per_gpu
 from modelyard.planning.spec import plan_deployment
+from modelyard.render.litellm import compile_litellm_config
 from modelyard.render.model_deployment import render_model_deployment
+from modelyard.render.routing import resolve_routes
 
 L8B = MODELS["meta-llama/Llama-3.1-8B-Instruct"]
 
@@ -210,3 +214,69 @@ def test_download_egress_opens_https_for_an_hf_adapter_of_an_s3_compatible_model
     policy = next(o for o in policies if "download" in o["metadata"]["name"])
     ports = [rule["ports"][0]["port"] for rule in policy["spec"]["egress"][1:]]
     assert ports == [443, 9000]
+
+
+# --- routing --------------------------------------------------------------------------------------
+
+
+def _ready_md() -> ModelDeployment:
+    md = ModelDeployment.model_validate(
+        {"metadata": {"name": "llama", "namespace": "ml", "generation": 1}, "spec": spec().to_wire()}
+    )
+    ready = {"type": "Ready", "status": "True", "reason": "Ready", "observedGeneration": 1}
+    return md.model_copy(update={"status": ModelDeploymentStatus.model_validate({"conditions": [ready]})})
+
+
+def _policy(*routes: dict[str, Any]) -> RoutePolicy:
+    return RoutePolicy.model_validate(
+        {"metadata": {"name": "gw", "namespace": "ml"}, "spec": {"routes": routes}}
+    )
+
+
+def test_each_adapter_route_requests_the_adapter_from_the_same_service() -> None:
+    policy = _policy(
+        {"model": "support", "backends": [{"modelDeploymentRef": "llama", "adapter": "support"}]},
+        {"model": "legal", "backends": [{"modelDeploymentRef": "llama", "adapter": "legal"}]},
+        {"model": "base", "backends": [{"modelDeploymentRef": "llama"}]},
+    )
+    resolved, statuses = resolve_routes(policy, ClusterPolicy(), {"llama": _ready_md()}, {}, namespace="ml")
+    assert [s.eligible for s in statuses] == [
+        ["ModelDeployment/llama/support"],
+        ["ModelDeployment/llama/legal"],
+        ["ModelDeployment/llama"],
+    ]
+    entries = compile_litellm_config(policy, resolved)["model_list"]
+    params = {e["model_name"]: e["litellm_params"] for e in entries}
+    assert params["support"]["model"] == "openai/support"
+    assert params["legal"]["model"] == "openai/legal"
+    assert params["base"]["model"] == "openai/llama-8b"
+    assert {p["api_base"] for p in params.values()} == {"http://llama.ml.svc:8000/v1"}
+
+
+@pytest.mark.parametrize(
+    ("adapter", "data", "reason"),
+    [
+        ("legal", "confidential", "cleared for internal, route carries confidential"),  # its own class
+        ("legal", "internal", None),
+        ("support", "confidential", None),  # the base's class
+        ("support", "restricted", "cleared for confidential, route carries restricted"),
+        ("missing", "public", "not found"),
+    ],
+)
+def test_an_adapters_classification_decides_eligibility(adapter: str, data: str, reason: str | None) -> None:
+    policy = _policy(
+        {
+            "model": "chat",
+            "dataClassification": data,
+            "backends": [{"modelDeploymentRef": "llama", "adapter": adapter}],
+        }
+    )
+    resolved, statuses = resolve_routes(policy, ClusterPolicy(), {"llama": _ready_md()}, {}, namespace="ml")
+    rejected = {r.backend: r.reason for r in statuses[0].rejected}
+    assert rejected == ({} if reason is None else {f"ModelDeployment/llama/{adapter}": reason})
+    assert bool(resolved[0].backends) is (reason is None)  # a refused adapter never reaches the gateway
+
+
+def test_adapter_needs_a_model_deployment() -> None:
+    with pytest.raises(ValidationError, match="adapter: only with modelDeploymentRef"):
+        _policy({"model": "x", "backends": [{"providerBindingRef": "b", "model": "m", "adapter": "a"}]})

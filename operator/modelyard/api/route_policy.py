@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from pydantic import ConfigDict, Field, model_validator
 
+from .adapters import ADAPTER_NAME
 from .common import (
     AGE_COLUMN,
     DNS_1035_LABEL,
@@ -24,6 +25,11 @@ from .common import (
 ONE_BACKEND_REF = Rule(
     "has(self.modelDeploymentRef) != has(self.providerBindingRef)",
     "set exactly one of modelDeploymentRef and providerBindingRef",
+)
+ADAPTER_WITH_MODEL_DEPLOYMENT = Rule(
+    "!has(self.adapter) || has(self.modelDeploymentRef)",
+    "adapter: only with modelDeploymentRef",
+    ".adapter",
 )
 MODEL_WITH_PROVIDER = Rule(
     "has(self.providerBindingRef) == has(self.model)",
@@ -46,7 +52,7 @@ class Strategy(StrEnum):
 class Backend(ApiModel):
     """One backend of a route: a ModelDeployment or a model of a ProviderBinding, in this namespace."""
 
-    model_config = cel_rules(ONE_BACKEND_REF, MODEL_WITH_PROVIDER)
+    model_config = cel_rules(ONE_BACKEND_REF, MODEL_WITH_PROVIDER, ADAPTER_WITH_MODEL_DEPLOYMENT)
 
     model_deployment_ref: str | None = Field(
         default=None, description="Name of a ModelDeployment.", max_length=253, pattern=DNS_SUBDOMAIN
@@ -59,6 +65,14 @@ class Backend(ApiModel):
         description="With providerBindingRef: the Bedrock model id or Azure deployment name to call.",
         max_length=256,
     )
+    adapter: str | None = Field(
+        default=None,
+        description="With modelDeploymentRef: one of its spec.adapters by name; requests then ask the model "
+        "server for that LoRA adapter, and the adapter's dataClassification decides eligibility.",
+        min_length=1,
+        max_length=128,
+        pattern=ADAPTER_NAME,
+    )
     weight: int | None = Field(
         default=None, description="Share of traffic; only with the weighted strategy.", ge=1, le=1000
     )
@@ -69,13 +83,16 @@ class Backend(ApiModel):
             raise ValueError(ONE_BACKEND_REF.message)
         if (self.provider_binding_ref is None) != (self.model is None):
             raise ValueError(MODEL_WITH_PROVIDER.message)
+        if self.adapter is not None and self.model_deployment_ref is None:
+            raise ValueError(ADAPTER_WITH_MODEL_DEPLOYMENT.message)
         return self
 
     @property
     def key(self) -> str:
         """How status and the audit name this backend, e.g. ModelDeployment/llama-8b."""
         if self.model_deployment_ref is not None:
-            return f"ModelDeployment/{self.model_deployment_ref}"
+            adapter = f"/{self.adapter}" if self.adapter is not None else ""
+            return f"ModelDeployment/{self.model_deployment_ref}{adapter}"
         return f"ProviderBinding/{self.provider_binding_ref}/{self.model}"
 
 

@@ -115,12 +115,20 @@ def _provider_reasons(
     return reasons
 
 
-def model_deployment_facts(md: ModelDeployment) -> BackendFacts:
-    """Facts about a ModelDeployment: Ready from its condition, cleared for its spec.dataClassification."""
+def model_deployment_facts(md: ModelDeployment, adapter: str | None = None) -> BackendFacts | None:
+    """Facts about a ModelDeployment, or one of its LoRA adapters: Ready from its condition, cleared for
+    its spec.dataClassification, or the adapter's own (never above it). None when the adapter is not one
+    of its spec.adapters."""
     conditions = md.status.conditions if md.status else []
+    cleared = md.spec.data_classification
+    if adapter is not None:
+        found = next((a for a in md.spec.adapters if a.name == adapter), None)
+        if found is None:
+            return None
+        cleared = found.cleared_for(cleared)
     return BackendFacts(
         ready=condition_true(conditions, "Ready", md.metadata.generation),
-        data_classification=md.spec.data_classification,
+        data_classification=cleared,
         self_hosted=True,
     )
 
@@ -160,7 +168,7 @@ def backend_facts(
     """Facts about one backend of a route, or None when what it references does not exist."""
     if backend.model_deployment_ref is not None:
         md = model_deployments.get(backend.model_deployment_ref)
-        return model_deployment_facts(md) if md else None
+        return model_deployment_facts(md, backend.adapter) if md else None
     binding = bindings.get(str(backend.provider_binding_ref))
     return provider_binding_facts(binding, str(backend.model)) if binding else None
 

@@ -70,7 +70,8 @@ class ResolvedBackend:
 
     @classmethod
     def from_model_deployment(cls, backend: Backend, md: ModelDeployment, namespace: str) -> ResolvedBackend:
-        target = SelfHostedTarget(md.metadata.name, namespace, md.spec.model.name)
+        # a LoRA adapter is served by the same server under its own name
+        target = SelfHostedTarget(md.metadata.name, namespace, backend.adapter or md.spec.model.name)
         return cls(key=backend.key, target=target, weight=backend.weight)
 
     @classmethod
