@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 export MODELYARD_CACHE ?= $(HOME)/.cache/modelyard
 
-.PHONY: install tools node-bin sandbox-bin images sandbox sandbox-down lint crds verify-generated chart-lint test unit demo bench clean
+.PHONY: install tools node-bin sandbox-bin images sandbox sandbox-down lint crds inference-pool-crd verify-generated chart-lint test unit demo bench clean
 
 install: $(STAMP) ## the virtualenv with modelyard and the sandbox (sandbox/, development tooling) installed editable, plus the dev tools
 $(STAMP): pyproject.toml sandbox/pyproject.toml
@@ -59,6 +59,10 @@ verify-generated: install ## fail when crds/ or charts/modelyard/crds/ drifted f
 	  diff -ru crds $$tmp || { echo "crds/ is out of date: run 'make crds' and commit the result"; exit 1; }; \
 	  diff -ru -x kopf.dev-peerings.yaml charts/modelyard/crds $$tmp \
 	    || { echo "charts/modelyard/crds/ is out of date: run 'make crds' and commit the result"; exit 1; }
+	@hack/sandbox/inference-pool/crd.sh --verify
+
+inference-pool-crd: ## the Gateway API Inference Extension's InferencePool CRD, from its pinned Go module, next to hack/sandbox/inference-pool/crd.sh
+	@hack/sandbox/inference-pool/crd.sh
 
 chart-lint: install tools ## helm lint against the values schema, hadolint on the Dockerfile
 	@helm lint --strict charts/modelyard
