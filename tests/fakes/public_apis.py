@@ -282,7 +282,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _openai_answer(vendor: str, model: str) -> dict[str, Any]:
-    return {
+    answer = {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
         "created": 1700000000,
@@ -296,6 +296,11 @@ def _openai_answer(vendor: str, model: str) -> dict[str, Any]:
         ],
         "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
     }
+    if (
+        vendor == "groq"
+    ):  # Groq's answers carry these (https://console.groq.com/docs/api-reference#chat-create)
+        answer.update(system_fingerprint="fp_fake", x_groq={"id": "req_fake"}, service_tier="on_demand")
+    return answer
 
 
 def _anthropic_answer(model: str) -> dict[str, Any]:

@@ -43,8 +43,10 @@ class PublicApiTarget:
     binding: str
     vendor: str
     model: str
-    #: spec.publicAPI.baseURL; None leaves LiteLLM's provider at the vendor's documented base URL
-    base_url: str | None = None
+    #: spec.publicAPI.baseURL, else the vendor's documented one: always given to LiteLLM as ``api_base``, so
+    #: the gateway calls the host the verifier proved the key against (LiteLLM's own defaults differ for some:
+    #: api.together.ai, api.deepseek.com/beta)
+    base_url: str = ""
     #: OpenRouter's ``provider`` object for the request body
     provider_preferences: Mapping[str, Any] | None = field(default=None, hash=False)
     #: IPv4 ranges the gateway's egress to it excludes
@@ -59,11 +61,13 @@ def public_api_target(binding: ProviderBinding, model: str, policy: ClusterPolic
     spec = binding.spec.public_api
     assert spec is not None
     preferences = spec.preferences
+    base = spec.base_url or public_api(spec.vendor.value).base_url
+    assert base is not None  # the API requires baseURL for the vendors without a documented one
     return PublicApiTarget(
         binding=binding.metadata.name,
         vendor=spec.vendor.value,
         model=model,
-        base_url=spec.base_url.rstrip("/") if spec.base_url else None,
+        base_url=base.rstrip("/"),
         provider_preferences=preferences.to_openrouter() if preferences is not None else None,
         excluded_cidrs=excluded_cidrs(policy.cluster_cidrs if policy is not None else ()),
     )
@@ -83,17 +87,16 @@ def excluded_cidrs(cluster_cidrs: Iterable[str]) -> tuple[str, ...]:
 
 def litellm_params(target: PublicApiTarget) -> dict[str, Any]:
     """The entry's ``litellm_params`` (before the route's timeout and retries): the vendor's LiteLLM provider,
-    the key as an ``os.environ/`` reference, ``drop_params`` so a parameter LiteLLM knows the vendor lacks is
-    dropped instead of failing the request, and ``additional_drop_params`` for those the vendor refuses
-    although LiteLLM passes them on (Groq: logprobs, n)."""
+    the base URL, the key as an ``os.environ/`` reference, ``drop_params`` so a parameter LiteLLM knows the
+    vendor lacks is dropped instead of failing the request, and ``additional_drop_params`` for those the
+    vendor refuses although LiteLLM passes them on (Groq: logprobs, n)."""
     api = public_api(target.vendor)
     params: dict[str, Any] = {
         "model": f"{api.litellm_provider}/{target.model}",
+        "api_base": target.base_url,
         "api_key": f"os.environ/{target.api_key_env}",
         "drop_params": True,
     }
-    if target.base_url is not None:
-        params["api_base"] = target.base_url
     if api.refused_params:
         params["additional_drop_params"] = list(api.refused_params)
     if target.provider_preferences is not None:
