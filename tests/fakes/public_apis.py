@@ -185,6 +185,15 @@ class _Handler(BaseHTTPRequestHandler):
                 400 if not self.headers.get("x-goog-api-key") else 403,
                 {"error": {"code": 403, "message": "API key not valid.", "status": "PERMISSION_DENIED"}},
             )
+        elif (
+            name == "openai"
+        ):  # OpenAI names the key it refused (masked there; whole here, to test scrubbing)
+            given = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+            message = f"Incorrect API key provided: {given}. You can find your API key at https://platform.openai.com"
+            self._send(
+                401,
+                {"error": {"message": message, "type": "invalid_request_error", "code": "invalid_api_key"}},
+            )
         else:
             self._send(401, {"error": {"message": "Invalid API key provided", "code": 401}})
 
