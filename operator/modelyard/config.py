@@ -34,6 +34,9 @@ class Settings:
     #: A hosts(5) file whose names the endpoint DNS check answers from instead of DNS (split-horizon setups
     #: where the operator's resolver cannot see the private zone; offline tests).
     hosts_file: str | None = None
+    #: Whether ModelDeployments may have an InferencePool (spec.inferencePool); off where the Gateway API
+    #: Inference Extension is not used (Helm value inferencePool.enabled).
+    inference_pools: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -68,4 +71,5 @@ class Settings:
             azure_resource_manager_url=get("AZURE_RESOURCE_MANAGER_URL", AZURE_RESOURCE_MANAGER_URL),
             azure_resource_manager_scope=get("AZURE_RESOURCE_MANAGER_SCOPE", AZURE_RESOURCE_MANAGER_SCOPE),
             hosts_file=get("HOSTS_FILE") or None,
+            inference_pools=get("INFERENCE_POOLS", "true").lower() in TRUE,
         )

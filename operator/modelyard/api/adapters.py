@@ -195,6 +195,12 @@ class AdapterStatus(ApiModel):
     reason: str = Field(default="", description="Why it is or is not served.", max_length=1024)
 
 
+def adapter_statuses(adapters: Sequence[Adapter], *, served: bool, why: str) -> list[AdapterStatus]:
+    """``status.adapters``: every adapter is served once the serving pods that load it at start are all
+    ready (``why`` says how many), else none is (``why`` says what the server waits for)."""
+    return [AdapterStatus(name=a.name, served=served, reason=why) for a in adapters]
+
+
 def adapters_field() -> Any:
     """``spec.adapters``: a list keyed by name (the API server refuses two entries with one name)."""
     return Field(

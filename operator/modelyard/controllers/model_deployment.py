@@ -13,8 +13,9 @@ from typing import Any
 import kopf
 
 from modelyard.api import GROUP, VERSION, ModelDeployment
+from modelyard.api.adapters import adapter_statuses
 from modelyard.api.common import Finding
-from modelyard.api.conditions import Cond, condition
+from modelyard.api.conditions import Cond, condition, summary
 from modelyard.api.model_deployment import ModelDeploymentStatus, Phase, PlanStatus, SourceScheme
 from modelyard.audit.model_deployment import model_deployment_findings
 from modelyard.config import Settings
@@ -33,6 +34,7 @@ from modelyard.render.model_deployment import (
 )
 
 from .common import ObjectLocks, Owner, reconcile_guarded
+from .inference_pool import sync_inference_pool
 from .metrics import instrumented
 
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -61,6 +63,7 @@ async def track_pods(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
 @kopf.on.event("v1", "pods", labels=MANAGED)
+@kopf.on.event("inference.networking.k8s.io", "v1", "inferencepools", labels=MANAGED)
 async def on_child(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     """A child changed: reconcile its owner when something its status follows changed — the Job's or the
     Deployment's status or spec hash, or whether the scheduler can place a serving pod. The watches carry
@@ -169,12 +172,16 @@ class _Reconcile(Owner[ModelDeployment]):
         self.settings: Settings = memo.settings
         self.pods: UnschedulablePods = memo.unschedulable_pods
         self.findings: list[Finding] | None = None  # set once the spec parses
+        self.md: ModelDeployment | None = None
+        #: the InferencePool's conditions, shown beside the others and never holding back Ready
+        self.pool: list[Cond] = []
 
     async def invalid(self, ready: Cond) -> None:
         await self._finish([ready], phase=Phase.FAILED)
 
     async def run(self, md: ModelDeployment, *, strict: bool) -> None:
         self.findings = model_deployment_findings(md.spec)
+        self.md = md
         try:
             plan = plan_deployment(md.spec)
         except Infeasible as exc:
@@ -191,6 +198,7 @@ class _Reconcile(Owner[ModelDeployment]):
         if failed is not None:
             await self._finish([planned, failed], phase=Phase.FAILED, plan=plan)
             return
+        self.pool = await sync_inference_pool(self, md, allowed=self.settings.inference_pools)
         cached = await self._cache_condition(md, children)
         if cached.status != "True":
             phase = Phase.FAILED if cached.reason == "DownloadFailed" else Phase.DOWNLOADING
@@ -253,13 +261,23 @@ class _Reconcile(Owner[ModelDeployment]):
             status.replicas, status.ready_replicas = replicas
         if self.findings is not None:
             status.findings = self.findings
-        await self.write_status(conds, status)
+        ready = conds[-1] if conds[-1].type == "Ready" else summary(conds)
+        if self.md is not None:
+            served = ready.status == "True"
+            why = _served_message(replicas) if served else f"{ready.reason}: {ready.message}"
+            status.adapters = adapter_statuses(self.md.spec.adapters, served=served, why=why)
+        await self.write_status([*conds, *self.pool, ready], status)
 
 
 _PROGRESS_REASONS = {"Downloading", "WaitingForCache", "Progressing", "Scaling"}
 #: no Event: "Downloading" already said the serving Deployment waits, and the Deployment's own Events tell
 #: its rollout; both stay visible in status.conditions
-_QUIET_REASONS = {"WaitingForCache", "Progressing"}
+_QUIET_REASONS = {"WaitingForCache", "Progressing", "NoParent"}
+
+
+def _served_message(replicas: tuple[int, int] | None) -> str:
+    ready = replicas[1] if replicas is not None else 0
+    return f"loaded at start (--lora-modules) by {ready} ready replica{'s' if ready != 1 else ''}"
 
 
 def _plan_message(plan: Plan) -> str:

@@ -20,7 +20,8 @@ from modelyard.planning.spec import plan_deployment
 from .common import Manifest as Object
 from .gateway import render_gateway
 from .identity import identity_wiring, merge_wiring, service_account
-from .model_deployment import render_model_deployment
+from .inference_pool import render_inference_pool
+from .model_deployment import PORT, SERVER, render_model_deployment
 from .routing import resolve_routes
 
 
@@ -48,7 +49,11 @@ def _render_model_deployment(manifest: Manifest, md: ModelDeployment) -> list[Ob
         plan = plan_deployment(md.spec)
     except (UserError, Infeasible) as exc:
         raise type(exc)(f"{_where(manifest)}: {exc}") from None
-    return render_model_deployment(md, plan).all()
+    children = render_model_deployment(md, plan).all()
+    if md.spec.inference_pool.enabled:
+        kind = ModelDeployment.KIND
+        children.append(render_inference_pool(md, owner_kind=kind, component=SERVER, port=PORT))
+    return children
 
 
 def _render_namespace_gateway(namespace: str, members: list[Manifest], policy: ClusterPolicy) -> list[Object]:
