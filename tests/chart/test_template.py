@@ -42,6 +42,8 @@ MATRIX: dict[str, dict[str, Any]] = {
             "allowStaticCredentials": True,
             "requirePrivateConnectivityFrom": "internal",
             "allowedRegions": ["eu-central-1", "westeurope"],
+            "publicAPIMaxClassification": "internal",
+            "clusterCIDRs": ["198.18.0.0/15"],
         },
         "workloadImages": {"litellm": "registry.example/litellm:1"},
     },
@@ -201,6 +203,8 @@ def test_cluster_policy_values_reach_the_operator() -> None:
             "MODELYARD_ALLOW_STATIC_CREDENTIALS": "true",
             "MODELYARD_REQUIRE_PRIVATE_CONNECTIVITY_FROM": "internal",
             "MODELYARD_ALLOWED_REGIONS": "eu-central-1,westeurope",
+            "MODELYARD_PUBLIC_API_MAX_CLASSIFICATION": "internal",
+            "MODELYARD_CLUSTER_CIDRS": "198.18.0.0/15",
             "MODELYARD_LITELLM_IMAGE": "registry.example/litellm:1",
         }.items()
     )
@@ -220,6 +224,8 @@ def test_service_monitor_scrapes_the_metrics_service() -> None:
         ({"replicaCont": 2}, "additional properties 'replicaCont' not allowed"),
         ({"serviceAccount": {"anotations": {}}}, "additional properties 'anotations' not allowed"),
         ({"policy": {"requirePrivateConnectivityFrom": "secret"}}, "requirePrivateConnectivityFrom"),
+        ({"policy": {"publicAPIMaxClassification": "secret"}}, "publicAPIMaxClassification"),
+        ({"policy": {"clusterCIDRs": ["fd00::/108"]}}, "clusterCIDRs"),
         ({"replicaCount": "2"}, "replicaCount"),
     ],
 )
