@@ -4,6 +4,10 @@ public-API backend is eligible."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +34,7 @@ from modelyard.render.public_api import ALWAYS_EXCLUDED, excluded_cidrs
 from modelyard.render.routing import resolve_routes
 
 NAMESPACE = "ml"
+ROOT = Path(__file__).resolve().parents[2]
 MODEL = "meta-llama/llama-3.1-8b-instruct"
 READY = {
     "conditions": [
@@ -268,3 +273,21 @@ def test_settings_read_the_cap_and_the_cluster_ranges() -> None:
     assert settings.policy.public_api_max_classification is DataClassification.INTERNAL
     assert settings.policy.cluster_cidrs == ("198.18.0.0/15", "10.96.0.0/12")
     assert Settings.from_env({}).policy.public_api_max_classification is DataClassification.PUBLIC
+
+
+def test_the_audit_of_the_examples_lists_the_openrouter_binding() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "modelyard.cli.main", "audit", "-f", "examples", "-o", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["policy"]["publicAPIMaxClassification"] == "public"
+    openrouter = next(o for o in report["objects"] if o["name"] == "openrouter")
+    assert openrouter["network"]["path"] == "public"
+    assert openrouter["identity"]["principal"] == "Secret openrouter-key key apiKey"
+    assert {"PUBLIC_API_BINDING", "STATIC_CREDENTIALS"} <= {f["code"] for f in openrouter["findings"]}
+    assert [r["route"] for r in openrouter["routes"]] == ["prototype"]

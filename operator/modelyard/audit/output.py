@@ -21,6 +21,7 @@ from .findings import (
     STATIC_CREDENTIALS,
     UNKNOWN_PROVIDER_MODEL,
 )
+from .adapters import ADAPTER_CLASSIFICATION_ABOVE_BASE, UNPINNED_ADAPTER_REVISION
 from .model_deployment import BROAD_NETWORK_ACCESS, PLAINTEXT_MODEL_SOURCE, UNPINNED_MODEL_REVISION
 from .report import SCHEMA_VERSION, Entry, Location, Mode, Report
 from .route_policy import CLASSIFICATION_ESCALATION, REGION_NOT_ALLOWED
@@ -45,6 +46,8 @@ RULES: dict[str, tuple[Severity, str]] = {
     UNPINNED_MODEL_REVISION: (Severity.MEDIUM, "The model weights are not pinned to an immutable revision"),
     BROAD_NETWORK_ACCESS: (Severity.HIGH, "The model server admits pods beyond one namespace"),
     PLAINTEXT_MODEL_SOURCE: (Severity.HIGH, "The weights and the download's credentials travel unencrypted"),
+    ADAPTER_CLASSIFICATION_ABOVE_BASE: (Severity.HIGH, "A LoRA adapter is cleared above its base model"),
+    UNPINNED_ADAPTER_REVISION: (Severity.MEDIUM, "A LoRA adapter is not pinned to an immutable revision"),
 }
 
 
@@ -60,6 +63,7 @@ def to_json(report: Report) -> dict[str, Any]:
             "allowStaticCredentials": policy.allow_static_credentials,
             "requirePrivateConnectivityFrom": policy.require_private_connectivity_from.value,
             "allowedRegions": list(policy.allowed_regions),
+            "publicAPIMaxClassification": policy.public_api_max_classification.value,
         },
         "summary": {
             "objects": len(report.entries),
