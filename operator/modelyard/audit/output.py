@@ -21,7 +21,6 @@ from .findings import (
     STATIC_CREDENTIALS,
     UNKNOWN_PROVIDER_MODEL,
 )
-from .adapters import ADAPTER_CLASSIFICATION_ABOVE_BASE, UNPINNED_ADAPTER_REVISION
 from .model_deployment import BROAD_NETWORK_ACCESS, PLAINTEXT_MODEL_SOURCE, UNPINNED_MODEL_REVISION
 from .report import SCHEMA_VERSION, Entry, Location, Mode, Report
 from .route_policy import CLASSIFICATION_ESCALATION, REGION_NOT_ALLOWED
@@ -46,8 +45,6 @@ RULES: dict[str, tuple[Severity, str]] = {
     UNPINNED_MODEL_REVISION: (Severity.MEDIUM, "The model weights are not pinned to an immutable revision"),
     BROAD_NETWORK_ACCESS: (Severity.HIGH, "The model server admits pods beyond one namespace"),
     PLAINTEXT_MODEL_SOURCE: (Severity.HIGH, "The weights and the download's credentials travel unencrypted"),
-    ADAPTER_CLASSIFICATION_ABOVE_BASE: (Severity.HIGH, "A LoRA adapter is cleared above its base model"),
-    UNPINNED_ADAPTER_REVISION: (Severity.MEDIUM, "A LoRA adapter is not pinned to an immutable revision"),
 }
 
 
