@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
+from modelyard.api.common import DataClassification
 from modelyard.api.model_deployment import ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus
 from modelyard.api.policy import ClusterPolicy
 from modelyard.api.route_policy import RoutePolicy
+from modelyard.audit.model_deployment import model_deployment_findings
+from modelyard.cli.main import main
 from modelyard.errors import UserError
 from modelyard.planning.catalog import MODELS
 from modelyard.planning.lora import LoraLimits, lora_bytes_per_gpu, lora_elements_per_slot_per_gpu
@@ -26,7 +31,7 @@ def spec(**extra: Any) -> ModelDeploymentSpec:
         "model": {
             "name": "llama-8b",
             "source": "hf://meta-llama/Llama-3.1-8B-Instruct",
-            "revision": "0e9e39f",
+            "revision": "0e9e39f249a16976918f6564b8830bc894c89659",
         },
         "gpu": {"type": "nvidia-l4"},
         "dataClassification": "confidential",
@@ -131,7 +136,7 @@ def test_download_job_fetches_each_adapter_beside_the_weights_with_the_same_scri
             model={
                 "name": "llama-8b",
                 "source": "hf://meta-llama/Llama-3.1-8B-Instruct",
-                "revision": "0e9e39f",
+                "revision": "0e9e39f249a16976918f6564b8830bc894c89659",
                 "credentialsSecretRef": {"name": "hf", "key": "t"},
                 "roleArn": "arn:aws:iam::123456789012:role/adapters",
             }
@@ -280,3 +285,34 @@ def test_an_adapters_classification_decides_eligibility(adapter: str, data: str,
 def test_adapter_needs_a_model_deployment() -> None:
     with pytest.raises(ValidationError, match="adapter: only with modelDeploymentRef"):
         _policy({"model": "x", "backends": [{"providerBindingRef": "b", "model": "m", "adapter": "a"}]})
+
+
+# --- audit ----------------------------------------------------------------------------------------
+
+
+def test_audit_flags_unpinned_adapters_and_one_cleared_above_its_base() -> None:
+    s = spec()  # support: "1a2b3c" (a short hash), legal: s3:// (the owner's storage, versioned by path)
+    found = [(f.code, f.severity) for f in model_deployment_findings(s)]
+    assert found == [("UNPINNED_ADAPTER_REVISION", "medium")]
+    # the API refuses an adapter above its base; one stored before that rule is still reported
+    s.adapters[1].data_classification = DataClassification.RESTRICTED
+    found = [(f.code, f.severity) for f in model_deployment_findings(s)]
+    assert found == [("ADAPTER_CLASSIFICATION_ABOVE_BASE", "high"), ("UNPINNED_ADAPTER_REVISION", "medium")]
+    pinned = spec(
+        adapters=[{"name": "a", "source": "hf://x/a", "revision": "0123456789abcdef0123456789abcdef01234567"}]
+    )
+    assert model_deployment_findings(pinned) == []
+
+
+def test_audit_of_a_file_fails_on_an_unpinned_adapter(tmp_path: Any, capsys: Any) -> None:
+    body = {
+        "apiVersion": "modelyard.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "m"},
+        "spec": spec(adapters=[{"name": "a", "source": "hf://x/a", "revision": "main"}]).to_wire(),
+    }
+    (tmp_path / "md.yaml").write_text(yaml.safe_dump(body))
+    assert main(["audit", "-f", str(tmp_path / "md.yaml"), "--fail-on", "medium", "-o", "json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    (finding,) = report["objects"][0]["findings"]
+    assert finding["code"] == "UNPINNED_ADAPTER_REVISION" and "revision 'main'" in finding["message"]

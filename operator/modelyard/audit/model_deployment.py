@@ -23,7 +23,8 @@ PLAINTEXT_MODEL_SOURCE      high      ``s3://`` with an ``http://`` ``model.endp
                                       and the weights cross the network unencrypted.
 ==========================  ========  ==================================================================
 
-One BROAD_NETWORK_ACCESS finding per offending peer, naming its index in ``allowFrom``.
+One BROAD_NETWORK_ACCESS finding per offending peer, naming its index in ``allowFrom``. LoRA adapters'
+findings (ADAPTER_CLASSIFICATION_ABOVE_BASE, UNPINNED_ADAPTER_REVISION) are :mod:`.adapters`'.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ import re
 
 from modelyard.api.common import Finding, Severity
 from modelyard.api.model_deployment import LabelSelector, ModelDeploymentSpec, NetworkPeer, SourceScheme
+
+from .adapters import adapter_findings
 
 UNPINNED_MODEL_REVISION = "UNPINNED_MODEL_REVISION"
 BROAD_NETWORK_ACCESS = "BROAD_NETWORK_ACCESS"
@@ -44,7 +47,7 @@ FLOATING_TAG = "latest"
 
 def model_deployment_findings(spec: ModelDeploymentSpec) -> list[Finding]:
     """Findings for one ModelDeployment spec, ordered by severity (high first), then code."""
-    found = [*_revision(spec), *_network(spec), *_plaintext_source(spec)]
+    found = [*_revision(spec), *_network(spec), *_plaintext_source(spec), *adapter_findings(spec)]
     order = {Severity.HIGH: 0, Severity.MEDIUM: 1, Severity.LOW: 2}
     return sorted(found, key=lambda f: (order[f.severity], f.code))
 

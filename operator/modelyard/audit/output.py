@@ -11,6 +11,7 @@ from typing import Any
 from modelyard import __version__
 from modelyard.api.common import Finding, Severity
 
+from .adapters import ADAPTER_CLASSIFICATION_ABOVE_BASE, UNPINNED_ADAPTER_REVISION
 from .findings import (
     LOCAL_AUTH_ENABLED,
     MODEL_ACCESS_UNVERIFIED,
@@ -45,6 +46,8 @@ RULES: dict[str, tuple[Severity, str]] = {
     UNPINNED_MODEL_REVISION: (Severity.MEDIUM, "The model weights are not pinned to an immutable revision"),
     BROAD_NETWORK_ACCESS: (Severity.HIGH, "The model server admits pods beyond one namespace"),
     PLAINTEXT_MODEL_SOURCE: (Severity.HIGH, "The weights and the download's credentials travel unencrypted"),
+    ADAPTER_CLASSIFICATION_ABOVE_BASE: (Severity.HIGH, "A LoRA adapter is cleared above its base model"),
+    UNPINNED_ADAPTER_REVISION: (Severity.MEDIUM, "A LoRA adapter is not pinned to an immutable revision"),
 }
 
 
