@@ -19,6 +19,7 @@ from kubernetes import client
 
 from modelyard.cloud import public_api as public_api_cloud
 from tests.controllers.conftest import GROUP, VERSION, api_error, condition, create, dumps
+from tests.controllers.test_cloud_faults import outage_and_recovery
 from tests.controllers.test_provider_binding import cond_is, get_pb
 from tests.fakes.public_apis import PublicApisFake, base_url
 
@@ -233,3 +234,43 @@ def test_a_planted_key_never_leaks(
         assert not found, f"found in {sorted(found)}"
     else:
         assert {"status", "events"} <= found, sorted(found)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_vendor_outage_keeps_the_verdict_and_is_retried(
+    k8s: Any,
+    custom: Any,
+    namespace: str,
+    run_operator: Any,
+    wait_for: Any,
+    trusted: PublicApisFake,
+    status: int,
+) -> None:
+    """OpenRouter throttled or down: the last verdict and every status field stay, VerificationUnavailable
+    says why (with the vendor's status), one Warning Event, retried with back-off, verified again once it
+    answers (the same checks as the clouds' outages, tests/controllers/test_cloud_faults.py)."""
+    secret(k8s, namespace, "openrouter-key", PLANTED_KEY)
+    body = binding("openrouter", "openrouter", base_url(trusted.url, "openrouter"), [MODEL])
+    body["spec"]["verifyEvery"] = "10m"
+    with run_operator():
+        create(custom, namespace, body)
+        wait_for(cond_is(custom, namespace, "openrouter", "Ready", "True"), 60, "Ready")
+    failed_before = len(trusted.requests("openrouter"))
+    try:
+        outage_and_recovery(
+            k8s,
+            custom,
+            namespace,
+            "openrouter",
+            run_operator,
+            wait_for,
+            start=lambda: trusted.state.faults.__setitem__("openrouter", status),
+            stop=lambda: trusted.state.faults.pop("openrouter", None),
+            requests=lambda: len(trusted.requests("openrouter")) - failed_before,
+            per_pass=1,
+            verdict={"CredentialsVerified": "KeyAccepted", "PrivateConnectivityVerified": "PublicEndpoint"},
+            expect=(f"GET {base_url(trusted.url, 'openrouter')}/key: {status} ", "overloaded"),
+        )
+    finally:
+        trusted.state.faults.pop("openrouter", None)
+    assert PLANTED_KEY not in dumps(get_pb(custom, namespace, "openrouter"))
