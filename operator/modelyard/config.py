@@ -62,6 +62,7 @@ class Settings:
             cluster_cidrs=tuple(
                 str(ip_network(c.strip(), strict=False)) for c in get("CLUSTER_CIDRS").split(",") if c.strip()
             ),
+            inference_gateway_url=get("INFERENCE_GATEWAY_URL") or None,
         )
         return cls(
             policy=policy,

@@ -9,6 +9,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from modelyard.api.adapters import InferencePoolSpec
 from modelyard.api.common import DataClassification
 from modelyard.api.model_deployment import ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus
 from modelyard.api.policy import ClusterPolicy
@@ -19,8 +20,11 @@ from modelyard.errors import UserError
 from modelyard.planning.catalog import MODELS
 from modelyard.planning.lora import LoraLimits, lora_bytes_per_gpu, lora_elements_per_slot_per_gpu
 from modelyard.planning.spec import plan_deployment
+from modelyard.render.gateway import render_gateway
+from modelyard.render.identity import IdentityWiring
+from modelyard.render.inference_pool import inference_gateway_egress, pool_conditions, render_inference_pool
 from modelyard.render.litellm import compile_litellm_config
-from modelyard.render.model_deployment import render_model_deployment
+from modelyard.render.model_deployment import PORT, SERVER, render_model_deployment
 from modelyard.render.routing import resolve_routes
 
 L8B = MODELS["meta-llama/Llama-3.1-8B-Instruct"]
@@ -316,3 +320,100 @@ def test_audit_of_a_file_fails_on_an_unpinned_adapter(tmp_path: Any, capsys: Any
     report = json.loads(capsys.readouterr().out)
     (finding,) = report["objects"][0]["findings"]
     assert finding["code"] == "UNPINNED_ADAPTER_REVISION" and "revision 'main'" in finding["message"]
+
+
+# --- InferencePool and the inference Gateway ------------------------------------------------------
+
+
+def _pooled_md(enabled: bool = True) -> ModelDeployment:
+    md = _ready_md()
+    pool = {"enabled": enabled, "endpointPickerRef": {"name": "llama-epp"}} if enabled else {"enabled": False}
+    return md.model_copy(
+        update={"spec": md.spec.model_copy(update={"inference_pool": InferencePoolSpec(**pool)})}
+    )
+
+
+def test_inference_pool_selects_the_serving_pods_on_the_engine_port() -> None:
+    md = _pooled_md()
+    pool = render_inference_pool(md, owner_kind="ModelDeployment", component=SERVER, port=PORT)
+    deployment = _kind(render_model_deployment(md, plan_deployment(md.spec)).serving, "Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pool["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert pool["spec"]["targetPorts"] == [{"number": PORT}]
+    assert pool["spec"]["endpointPickerRef"] == {"name": "llama-epp", "port": {"number": 9002}}
+
+
+@pytest.mark.parametrize(
+    ("parents", "accepted", "resolved"),
+    [
+        ([], ("Unknown", "NoParent"), ("Unknown", "NoParent")),
+        ([("gw-a", "True", "True")], ("True", "Accepted"), ("True", "ResolvedRefs")),
+        (
+            [("gw-a", "True", "True"), ("gw-b", "False", "True")],
+            ("False", "NotSupportedByParent"),
+            ("True", "ResolvedRefs"),
+        ),
+    ],
+)
+def test_pool_conditions_fold_every_gateways_verdict(
+    parents: list[tuple[str, str, str]], accepted: tuple[str, str], resolved: tuple[str, str]
+) -> None:
+    reasons = {
+        "Accepted": {"True": "Accepted", "False": "NotSupportedByParent"},
+        "ResolvedRefs": {"True": "ResolvedRefs", "False": "InvalidExtensionRef"},
+    }
+    status = {
+        "parents": [
+            {
+                "parentRef": {"name": name},
+                "conditions": [
+                    {"type": kind, "status": value, "reason": reasons[kind][value], "message": ""}
+                    for kind, value in (("Accepted", acc), ("ResolvedRefs", ref))
+                ],
+            }
+            for name, acc, ref in parents
+        ]
+    }
+    conds = {c.type: (c.status, c.reason) for c in pool_conditions({"status": status})}
+    assert conds == {"InferencePoolAccepted": accepted, "InferencePoolResolvedRefs": resolved}
+
+
+def test_routes_to_a_pooled_model_go_through_the_clusters_inference_gateway() -> None:
+    policy = _policy(
+        {"model": "support", "backends": [{"modelDeploymentRef": "llama", "adapter": "support"}]}
+    )
+    cluster = ClusterPolicy(inference_gateway_url="http://inference-gw.gateway-system.svc:8080")
+    for md, api_base in (
+        (_pooled_md(), "http://inference-gw.gateway-system.svc:8080/v1"),
+        (_pooled_md(enabled=False), "http://llama.ml.svc:8000/v1"),
+    ):
+        routes, _ = resolve_routes(policy, cluster, {"llama": md}, {}, namespace="ml")
+        (entry,) = compile_litellm_config(policy, routes)["model_list"]
+        assert entry["litellm_params"]["api_base"] == api_base
+        assert entry["litellm_params"]["model"] == "openai/support"
+    routes, _ = resolve_routes(policy, cluster, {"llama": _pooled_md()}, {}, namespace="ml")
+    netpol = next(
+        o
+        for o in render_gateway(policy, routes, IdentityWiring(), namespace="ml")
+        if o["kind"] == "NetworkPolicy"
+    )
+    assert {
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gateway-system"}}}],
+        "ports": [{"protocol": "TCP", "port": 8080}],
+    } in netpol["spec"]["egress"]
+    assert not any("podSelector" in str(rule) and "llama" in str(rule) for rule in netpol["spec"]["egress"])
+    # without a Gateway in the cluster policy the pool changes nothing about routing
+    routes, _ = resolve_routes(policy, ClusterPolicy(), {"llama": _pooled_md()}, {}, namespace="ml")
+    assert routes[0].backends[0].target.api_base == "http://llama.ml.svc:8000/v1"
+
+
+@pytest.mark.parametrize(
+    ("url", "to"),
+    [
+        ("http://10.0.0.7:80", [{"ipBlock": {"cidr": "10.0.0.7/32"}}]),
+        ("https://gw.example.com", None),
+    ],
+)
+def test_inference_gateway_egress_by_address(url: str, to: Any) -> None:
+    rule = inference_gateway_egress(url)
+    assert rule.get("to") == to and rule["ports"][0]["port"] == (443 if url.startswith("https") else 80)

@@ -23,6 +23,10 @@ class ClusterPolicy:
     #: The cluster's own IPv4 ranges (Service and pod CIDRs) outside the private and shared ranges the
     #: gateway's public-API egress always excludes (render.public_api.ALWAYS_EXCLUDED).
     cluster_cidrs: tuple[str, ...] = ()
+    #: A Gateway of the Gateway API Inference Extension (its URL, e.g.
+    #: http://inference-gateway.gateway-system.svc:80): routes to a ModelDeployment with an InferencePool go
+    #: through it instead of the model's Service; None sends every route to the Services.
+    inference_gateway_url: str | None = None
 
     def public_api_class(self, declared: DataClassification) -> DataClassification:
         """What a public-API binding declaring ``declared`` is cleared for: capped at the policy's class."""

@@ -36,6 +36,7 @@ from .common import (
 )
 from .identity import IdentityWiring
 from .identity import service_account as identity_service_account
+from .inference_pool import inference_gateway_egress
 from .litellm import MASTER_KEY_ENV, compile_litellm_config, config_yaml
 from .model_deployment import PORT as MODEL_SERVER_PORT
 from .model_deployment import SERVER as MODEL_SERVER
@@ -195,14 +196,17 @@ class _Gateway:
         return rules
 
     def _model_server_egress(self) -> list[dict[str, Any]]:
-        names = sorted({b.target.name for b in self.backends if isinstance(b.target, SelfHostedTarget)})
+        targets = [b.target for b in self.backends if isinstance(b.target, SelfHostedTarget)]
+        names = sorted({t.name for t in targets if t.via_gateway is None})
+        gateways = sorted({t.via_gateway for t in targets if t.via_gateway is not None})
+        rules = [inference_gateway_egress(url) for url in gateways]
         if not names:
-            return []
+            return rules
         peers = [
             {"podSelector": {"matchLabels": selector_labels("ModelDeployment", n, MODEL_SERVER)}}
             for n in names
         ]
-        return [{"to": peers, "ports": [{"protocol": "TCP", "port": MODEL_SERVER_PORT}]}]
+        return [{"to": peers, "ports": [{"protocol": "TCP", "port": MODEL_SERVER_PORT}]}, *rules]
 
     def _provider_egress(self) -> list[dict[str, Any]]:
         """HTTPS to the providers: only to their endpoints' CIDRs when every one is known, else anywhere

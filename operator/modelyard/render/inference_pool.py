@@ -13,7 +13,9 @@ ModelDeployment's conditions.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
+from urllib.parse import urlsplit
 
 from modelyard.api.conditions import Cond
 from modelyard.api.model_deployment import ModelDeployment
@@ -49,6 +51,26 @@ def render_inference_pool(md: ModelDeployment, *, owner_kind: str, component: st
     }
     stamp_content_hashes([pool])
     return pool
+
+
+def inference_gateway_egress(url: str) -> dict[str, Any]:
+    """The RoutePolicy gateway's egress to the inference Gateway at ``url``: its port, in its namespace when
+    the host is a Service name (``NAME.NAMESPACE.svc[.cluster.local]``), at its address when it is an IP,
+    else anywhere (a NetworkPolicy cannot name a host)."""
+    parsed = urlsplit(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    host = parsed.hostname or ""
+    rule: dict[str, Any] = {"ports": [{"protocol": "TCP", "port": port}]}
+    labels = host.split(".")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is not None:
+        rule["to"] = [{"ipBlock": {"cidr": f"{address}/{address.max_prefixlen}"}}]
+    elif len(labels) >= 3 and labels[2] == "svc":
+        rule["to"] = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": labels[1]}}}]
+    return rule
 
 
 def pool_conditions(pool: dict[str, Any] | None) -> list[Cond]:

@@ -223,7 +223,7 @@ def _resolve(
 ) -> ResolvedBackend:
     if backend.model_deployment_ref is not None:
         md = model_deployments[backend.model_deployment_ref]
-        return ResolvedBackend.from_model_deployment(backend, md, namespace)
+        return ResolvedBackend.from_model_deployment(backend, md, namespace, cluster.inference_gateway_url)
     binding = bindings[str(backend.provider_binding_ref)]
     endpoint = binding.status.endpoint if binding.spec.bedrock is not None and binding.status else None
     return ResolvedBackend.from_provider_binding(backend, binding, runtime_endpoint=endpoint, policy=cluster)

@@ -20,14 +20,18 @@ from .public_api import PublicApiTarget, public_api_target
 
 @dataclass(frozen=True, slots=True)
 class SelfHostedTarget:
-    """A ModelDeployment, reached through its Service."""
+    """A ModelDeployment, reached through its Service, or through the cluster's inference Gateway when it
+    has an InferencePool and the cluster policy names one (``via_gateway``)."""
 
     name: str
     namespace: str
     served_model: str
+    via_gateway: str | None = None
 
     @property
     def api_base(self) -> str:
+        if self.via_gateway is not None:
+            return f"{self.via_gateway.rstrip('/')}/v1"
         return model_deployment_endpoint(self.name, self.namespace)
 
 
@@ -69,9 +73,12 @@ class ResolvedBackend:
     egress_cidrs: tuple[str, ...] = ()
 
     @classmethod
-    def from_model_deployment(cls, backend: Backend, md: ModelDeployment, namespace: str) -> ResolvedBackend:
+    def from_model_deployment(
+        cls, backend: Backend, md: ModelDeployment, namespace: str, inference_gateway: str | None = None
+    ) -> ResolvedBackend:
         # a LoRA adapter is served by the same server under its own name
-        target = SelfHostedTarget(md.metadata.name, namespace, backend.adapter or md.spec.model.name)
+        via = inference_gateway if md.spec.inference_pool.enabled else None
+        target = SelfHostedTarget(md.metadata.name, namespace, backend.adapter or md.spec.model.name, via)
         return cls(key=backend.key, target=target, weight=backend.weight)
 
     @classmethod
