@@ -85,6 +85,9 @@ READY_REASONS: dict[str, set[str]] = {
         "InvocationLoggingUnverified",
         "AccessDenied",
         "InvalidIdentityToken",
+        # public-API keys (controllers/verification.py): the generated Secret names do not exist
+        "SecretNotFound",
+        "SecretKeyMissing",
     },
 }
 
