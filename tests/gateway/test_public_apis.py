@@ -284,3 +284,11 @@ def test_a_failing_self_hosted_model_falls_back_to_openrouter(gateway: Gateway) 
     assert gateway.failing.requests > before_local  # tried first
     assert len(gateway.fake.requests("openrouter")) == before + 1
     assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("vendor", ["anthropic", "perplexity", "mistral"])
+def test_a_parameter_litellm_knows_the_vendor_lacks_is_dropped(gateway: Gateway, vendor: str) -> None:
+    """drop_params: LiteLLM refuses logprobs for these (UnsupportedParamsError) unless told to drop it."""
+    before = len(gateway.fake.requests(vendor))
+    assert answer(post(gateway, f"via-{vendor}", logprobs=True)) == f"from {vendor} {MODELS[vendor]}"
+    assert "logprobs" not in gateway.fake.requests(vendor)[before:][0].body
