@@ -291,3 +291,8 @@ def test_the_audit_of_the_examples_lists_the_openrouter_binding() -> None:
     assert openrouter["identity"]["principal"] == "Secret openrouter-key key apiKey"
     assert {"PUBLIC_API_BINDING", "STATIC_CREDENTIALS"} <= {f["code"] for f in openrouter["findings"]}
     assert [r["route"] for r in openrouter["routes"]] == ["prototype"]
+
+
+def test_the_docs_table_is_the_generated_one() -> None:
+    docs = (ROOT / "docs" / "public-apis.md").read_text()
+    assert markdown_table() in docs, "regenerate the table in docs/public-apis.md from markdown_table()"
