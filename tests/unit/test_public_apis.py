@@ -296,3 +296,12 @@ def test_the_audit_of_the_examples_lists_the_openrouter_binding() -> None:
 def test_the_docs_table_is_the_generated_one() -> None:
     docs = (ROOT / "docs" / "public-apis.md").read_text()
     assert markdown_table() in docs, "regenerate the table in docs/public-apis.md from markdown_table()"
+
+
+def test_a_region_restricted_cluster_rejects_public_apis_whose_region_is_unknown() -> None:
+    cluster = ClusterPolicy(allowed_regions=("eu-central-1",))
+    routes, statuses = resolve_routes(
+        policy("public"), cluster, {}, {"openrouter": public_binding()}, namespace=NAMESPACE
+    )
+    assert not routes[0].backends
+    assert "region unknown not in allowedRegions [eu-central-1]" in statuses[0].rejected[0].reason
