@@ -18,7 +18,7 @@ import pytest
 from kubernetes import client
 
 from modelyard.cloud import public_api as public_api_cloud
-from tests.controllers.conftest import GROUP, VERSION, api_error, condition, create, dumps
+from tests.controllers.conftest import GROUP, VERSION, api_error, condition, create, dumps, kubectl
 from tests.controllers.test_cloud_faults import outage_and_recovery
 from tests.controllers.test_provider_binding import cond_is, get_pb
 from tests.fakes.public_apis import PublicApisFake, base_url
@@ -274,3 +274,16 @@ def test_a_vendor_outage_keeps_the_verdict_and_is_retried(
     finally:
         trusted.state.faults.pop("openrouter", None)
     assert PLANTED_KEY not in dumps(get_pb(custom, namespace, "openrouter"))
+
+
+def test_kubectl_explains_the_public_api_fields(sandbox: Any, crds: None, wait_for: Any) -> None:
+    def explain(path: str) -> str | None:
+        text = kubectl(sandbox, "explain", path, check=False)
+        return " ".join(text.split()) or None  # empty until the API server publishes the CRD's OpenAPI
+
+    text = wait_for(lambda: explain("providerbinding.spec.publicAPI"), 60, "kubectl explain")
+    for field in ("vendor", "baseURL", "apiKeySecretRef", "models", "providerPreferences"):
+        assert field in text, text
+    assert "publicAPIMaxClassification" in text
+    preferences = explain("providerbinding.spec.publicAPI.providerPreferences.dataCollection")
+    assert preferences and "only providers that do not store prompts" in preferences, preferences
