@@ -33,10 +33,16 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_plan_405b_on_l4_does_not_fit() -> None:
-    result = modelyard("plan", "--model", "meta-llama/Llama-3.1-405B-Instruct", "--gpu", "nvidia-l4")
+    result = modelyard("plan", "--model", "meta-llama/Llama-3.1-405B-Instruct", "--gpu", "nvidia-l4",
+                       "--max-nodes", "1")
     assert result.returncode == 1
     assert "needs 97.0 GiB per GPU at tensor-parallel size 8" in result.stderr
     assert "nvidia-l4 has 20.2 GiB usable per GPU" in result.stderr
+    spanned = modelyard("plan", "--model", "meta-llama/Llama-3.1-405B-Instruct", "--gpu", "nvidia-l4")
+    assert spanned.returncode == 1
+    spanned_error = "needs 26.4 GiB per GPU on 4 nodes (tensor-parallel size 8 x pipeline-parallel size 4"
+    assert spanned_error in spanned.stderr
+    assert "and 4 nodes is the widest span allowed" in spanned.stderr
 
 
 def test_plan_8b_on_h100_fits_on_one_gpu() -> None:

@@ -571,8 +571,8 @@ def test_format_plan_table_is_aligned_and_complete() -> None:
 def test_to_status() -> None:
     p = plan(L8B, H100, max_model_len=8192)
     assert p.to_status() == {
-        "tensorParallelSize": 1, "gpusPerReplica": 1, "weightsGiB": 14.96, "kvCacheGiBPerSequence": 1.0,
-        "maxConcurrentSequences": 54,
+        "tensorParallelSize": 1, "pipelineParallelSize": 1, "nodesPerReplica": 1, "gpusPerReplica": 1,
+        "weightsGiB": 14.96, "kvCacheGiBPerSequence": 1.0, "maxConcurrentSequences": 54,
     }
 
 

@@ -139,7 +139,9 @@ class SourceScheme(StrEnum):
 
 
 MAX_NODES_PER_REPLICA = 4
-"""The widest span the planner uses unless spec.gpu.maxNodesPerReplica says otherwise."""
+"""The widest span the planner uses unless spec.gpu.maxNodesPerReplica says otherwise: beyond four nodes the
+pipeline's bubbles and the group's failure domain (one lost node stops the whole replica) outweigh the
+capacity."""
 NODES_PER_REPLICA_LIMIT = 16
 """The most nodes one replica may span at all (a LeaderWorkerSet group of 16 pods)."""
 

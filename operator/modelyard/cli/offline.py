@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelyard.api.crd import all_crds
-from modelyard.api.model_deployment import Dtype, ModelDeployment
+from modelyard.api.model_deployment import MAX_NODES_PER_REPLICA, Dtype, ModelDeployment
 from modelyard.errors import Infeasible, UserError
 from modelyard.manifests import load
 from modelyard.planning.capacity import format_plan_table, plan
@@ -52,6 +52,12 @@ def register(commands: Commands) -> None:
     plan_cmd.add_argument("--kv-cache-dtype", default="auto", help="auto (the dtype) or fp8")
     plan_cmd.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="0.5-0.98 (0.9)")
     plan_cmd.add_argument("--gpu-count", type=int, help="fix the tensor-parallel size instead of choosing")
+    plan_cmd.add_argument(
+        "--max-nodes",
+        type=int,
+        default=MAX_NODES_PER_REPLICA,
+        help=f"most nodes one replica may span, pipeline-parallel ({MAX_NODES_PER_REPLICA}; 1: one node)",
+    )
     plan_cmd.set_defaults(func=run_plan)
 
 
@@ -97,6 +103,7 @@ def run_plan(args: argparse.Namespace) -> int:
             gpu_memory_utilization=args.gpu_memory_utilization,
             gpu_count=args.gpu_count,
             kv_cache_dtype=args.kv_cache_dtype,
+            max_nodes=args.max_nodes,
         )
     except ValueError as exc:
         raise UserError(str(exc)) from exc

@@ -27,6 +27,22 @@ Two refinements make the KV term match vLLM's own admission check: a sequence's 
 16-token blocks, and a sliding-window layer (gpt-oss alternates them) holds only
 ``window - 1 + max_num_batched_tokens`` tokens plus one block, not the whole context.
 
+Frontier architectures (see :class:`~modelyard.planning.catalog.ModelArch`): a mixture of experts is charged
+all its experts (every expert is resident; the active parameters are reported, not planned for); latent
+attention (MLA) caches ``layers x (kv_lora_rank + qk_rope_head_dim)`` elements per token, the same on every
+tensor-parallel rank; chunked local attention layers (Llama 4) hold at most ``chunk + max_num_batched_tokens``
+tokens; block-quantized FP8 checkpoints add one float32 scale per 128 x 128 block.
+
+A model that fits no tensor-parallel size on one node is planned across nodes, the way vLLM (and NIM) run
+multi-node: tensor parallel over the node's GPUs x pipeline parallel over 2 .. ``max_nodes`` nodes. Pipeline
+stages split the decoder layers (vLLM's ``get_pp_indices``: ``ceil(layers / PP)`` on the largest stage), so
+per GPU::
+
+    weights per GPU    = (non-embedding weights x ceil(layers / PP) / layers + one embedding matrix) / TP
+    KV per GPU         = KV per GPU at PP 1 x ceil(layers / PP) / layers
+
+(the first stage holds the input embedding, the last ``lm_head``: one vocabulary x hidden matrix each).
+
 Everything is in bytes internally and GiB (2**30 bytes) at the edges, the unit vLLM logs and
 ``nvidia.com/gpu.memory`` (MiB) converts to exactly.
 """
@@ -34,13 +50,18 @@ Everything is in bytes internally and GiB (2**30 bytes) at the edges, the unit v
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from modelyard.api.model_deployment import NODES_PER_REPLICA_LIMIT
 from modelyard.errors import Infeasible, UserError
 from modelyard.planning.catalog import GpuType, ModelArch
 
 GIB = 1 << 30
 TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)
+
+BLOCK_SCALE_BYTES = 4
+"""Block-quantized FP8 keeps one float32 scale (``weight_scale_inv``) per block of weights."""
 
 OVERHEAD_GIB_PER_GPU = 2.0
 """Memory per GPU that is neither weights nor KV cache.
@@ -68,7 +89,11 @@ SERVING_DTYPES = ("float32", "float16", "bfloat16")
 """Types vLLM's ``--dtype`` accepts for the unquantized weights and activations."""
 
 DTYPE_ALIASES = {
-    "float": "float32", "fp32": "float32", "half": "float16", "fp16": "float16", "bf16": "bfloat16",
+    "float": "float32",
+    "fp32": "float32",
+    "half": "float16",
+    "fp16": "float16",
+    "bf16": "bfloat16",
 }
 
 QUANTIZATION_BYTES: dict[str, float] = {
@@ -124,7 +149,7 @@ class Plan:
     model: str  #: Hugging Face id
     gpu_type: str  #: GpuType.name
     tensor_parallel_size: int
-    gpus_per_replica: int  #: equals ``tensor_parallel_size`` (no pipeline parallelism)
+    gpus_per_replica: int  #: ``tensor_parallel_size x pipeline_parallel_size``
     max_model_len: int
     dtype: str  #: serving dtype of the unquantized weights
     quantization: str | None  #: weight quantization actually loaded (``mxfp4`` for gpt-oss)
@@ -143,6 +168,25 @@ class Plan:
     sliding_window_tokens: int = 0
     quantize_on_load: bool = False  #: a 16-bit checkpoint quantized while loading (``quantization: fp8``)
     load_peak_gib_per_gpu: float = 0.0  #: weights plus what loading holds on top of them, per GPU
+    pipeline_parallel_size: int = 1  #: pipeline stages, one per node (1: the replica fits one node)
+    parameters: int = 0  #: every parameter loaded (all experts of an MoE)
+    active_parameters: int | None = None  #: parameters one token passes through (MoE), when known
+    experts: int = 0  #: routed experts per MoE layer (0: dense)
+    experts_per_token: int = 0
+    latent_attention: bool = False  #: the KV cache holds MLA latents
+    chunked_attention_layers: int = 0  #: layers that hold only ``chunked_attention_tokens`` per sequence
+    chunked_attention_tokens: int = 0
+
+    @property
+    def nodes_per_replica(self) -> int:
+        """Nodes one replica spans: one per pipeline stage."""
+        return self.pipeline_parallel_size
+
+    @property
+    def multi_node(self) -> bool:
+        return self.pipeline_parallel_size > 1
+
+    lora_gib_per_gpu: float = 0.0  #: LoRA adapter slots vLLM preallocates (planning/lora.py), per GPU
 
     @property
     def quantization_flag(self) -> str | None:
@@ -155,17 +199,29 @@ class Plan:
     @property
     def needed_gib_per_gpu(self) -> float:
         """Weights, overhead and one full sequence of KV on each GPU."""
-        return self.weights_gib_per_gpu + self.overhead_gib_per_gpu + self.kv_cache_gib_per_sequence_per_gpu
+        return (
+            self.weights_gib_per_gpu
+            + self.overhead_gib_per_gpu
+            + self.kv_cache_gib_per_sequence_per_gpu
+            + self.lora_gib_per_gpu
+        )
 
     @property
     def kv_cache_free_gib_per_gpu(self) -> float:
         """What is left for the paged KV cache on each GPU."""
-        return self.usable_gib_per_gpu - self.weights_gib_per_gpu - self.overhead_gib_per_gpu
+        return (
+            self.usable_gib_per_gpu
+            - self.weights_gib_per_gpu
+            - self.overhead_gib_per_gpu
+            - self.lora_gib_per_gpu
+        )
 
     def to_status(self) -> dict[str, int | float]:
         """The ``status.plan`` block of a ModelDeployment (GiB rounded to 2 decimals)."""
         return {
             "tensorParallelSize": self.tensor_parallel_size,
+            "pipelineParallelSize": self.pipeline_parallel_size,
+            "nodesPerReplica": self.nodes_per_replica,
             "gpusPerReplica": self.gpus_per_replica,
             "weightsGiB": round(self.weights_gib, 2),
             "kvCacheGiBPerSequence": round(self.kv_cache_gib_per_sequence, 2),
@@ -199,8 +255,10 @@ def _resolve_quantization(quantization: str | None, arch: ModelArch) -> tuple[st
     name = QUANTIZATION_ALIASES.get(name, name) if name else None
     if arch.native_quantization is not None:
         if name not in (None, arch.native_quantization):
-            raise InvalidPlanRequest(f"{arch.hf_id} ships {arch.native_quantization} weights; quantization "
-                                     f"{quantization!r} does not apply (leave it empty)")
+            raise InvalidPlanRequest(
+                f"{arch.hf_id} ships {arch.native_quantization} weights; quantization "
+                f"{quantization!r} does not apply (leave it empty)"
+            )
         return arch.native_quantization, False
     if name is None:
         return None, False
@@ -217,8 +275,10 @@ def check_quantization_dtype(quantization: str | None, dtype: str, arch: ModelAr
     if quantization is None or dtype in QUANTIZATION_DTYPES[quantization]:
         return
     accepted = " or ".join(QUANTIZATION_DTYPES[quantization])
-    raise InvalidPlanRequest(f"dtype {dtype} does not run {quantization} weights of {arch.hf_id}: vLLM's "
-                             f"{quantization} kernels take {accepted}")
+    raise InvalidPlanRequest(
+        f"dtype {dtype} does not run {quantization} weights of {arch.hf_id}: vLLM's "
+        f"{quantization} kernels take {accepted}"
+    )
 
 
 def load_overhead_bytes(arch: ModelArch, dtype: str, quantize_on_load: bool) -> float:
@@ -248,10 +308,15 @@ def weight_bytes(arch: ModelArch, dtype: str, quantization: str | None) -> float
     """
     if quantization is None:
         return arch.parameters * DTYPE_BYTES[dtype]
-    quantized = arch.native_quantized_parameters if arch.native_quantization else (
-        arch.parameters - arch.embedding_parameters
+    quantized = (
+        arch.native_quantized_parameters
+        if arch.native_quantization
+        else (arch.parameters - arch.embedding_parameters)
     )
-    return quantized * QUANTIZATION_BYTES[quantization] + (arch.parameters - quantized) * DTYPE_BYTES[dtype]
+    width = QUANTIZATION_BYTES[quantization]
+    if arch.weight_block_size and arch.native_quantization == quantization:
+        width += BLOCK_SCALE_BYTES / arch.weight_block_size**2
+    return quantized * width + (arch.parameters - quantized) * DTYPE_BYTES[dtype]
 
 
 def tensor_parallel_problem(arch: ModelArch, tp: int) -> str | None:
@@ -266,6 +331,14 @@ def tensor_parallel_problem(arch: ModelArch, tp: int) -> str | None:
         return f"{arch.attention_heads} attention heads of {arch.hf_id} do not split over {tp} GPUs"
     if arch.kv_heads % tp and tp % arch.kv_heads:
         return f"{arch.kv_heads} KV heads of {arch.hf_id} neither split over nor replicate onto {tp} GPUs"
+    block, width = arch.weight_block_size, arch.moe_intermediate_size
+    if block and width and arch.native_quantization and (width % tp or (width // tp) % block):
+        # Fp8MoEMethod.create_weights (model_executor/layers/quantization/fp8.py) refuses an expert slice that
+        # is not a whole number of weight blocks.
+        return (
+            f"experts of {arch.hf_id} ({width} wide, FP8 in {block}-wide blocks) do not split into whole "
+            f"blocks over {tp} GPUs"
+        )
     return None
 
 
@@ -274,9 +347,18 @@ def kv_heads_per_gpu(arch: ModelArch, tp: int) -> int:
     return max(1, arch.kv_heads // tp)
 
 
+def kv_elements_per_layer_token_per_gpu(arch: ModelArch, tp: int) -> int:
+    """Cached elements per token and layer on one GPU: the whole MLA latent (vLLM keeps it on every rank),
+    or ``2 (K and V) x KV heads per GPU x head dim``."""
+    if arch.latent_attention:
+        return arch.kv_elements_per_layer_token
+    return 2 * kv_heads_per_gpu(arch, tp) * arch.head_dim
+
+
 def kv_bytes_per_token_per_gpu(arch: ModelArch, tp: int, kv_bytes: float) -> float:
-    """``2 (K and V) x layers x KV heads per GPU x head dim x bytes`` for one token on one GPU."""
-    return 2 * arch.layers * kv_heads_per_gpu(arch, tp) * arch.head_dim * kv_bytes
+    """``layers x cached elements per layer and token on one GPU x bytes`` (see
+    :func:`kv_elements_per_layer_token_per_gpu`)."""
+    return arch.layers * kv_elements_per_layer_token_per_gpu(arch, tp) * kv_bytes
 
 
 def kv_tokens_allocated(max_model_len: int) -> int:
@@ -301,22 +383,49 @@ def sliding_window_tokens_allocated(window: int, max_model_len: int, batched_tok
     return (math.ceil(tokens / KV_CACHE_BLOCK_TOKENS) + 1) * KV_CACHE_BLOCK_TOKENS
 
 
+def chunked_attention_tokens_allocated(chunk: int, max_model_len: int, batched_tokens: int) -> int:
+    """Tokens of KV a chunked-local-attention layer holds for one sequence, as vLLM's
+    ``ChunkedLocalAttentionSpec.max_admission_blocks_per_request`` reserves: one chunk plus the scheduled
+    tokens, never more than ``max_model_len``, in whole blocks."""
+    tokens = min(chunk + batched_tokens, max_model_len)
+    return math.ceil(tokens / KV_CACHE_BLOCK_TOKENS) * KV_CACHE_BLOCK_TOKENS
+
+
 def kv_bytes_per_sequence_per_gpu(
     arch: ModelArch, tp: int, kv_bytes: float, max_model_len: int, batched_tokens: int
 ) -> float:
-    """KV bytes one ``max_model_len`` sequence holds on one GPU, summed over full and sliding layers."""
-    per_layer_token = 2 * kv_heads_per_gpu(arch, tp) * arch.head_dim * kv_bytes
-    full_layers = arch.layers - arch.sliding_window_layers
+    """KV bytes one ``max_model_len`` sequence holds on one GPU, summed over full, sliding-window and
+    chunked-attention layers."""
+    per_layer_token = kv_elements_per_layer_token_per_gpu(arch, tp) * kv_bytes
+    full_layers = arch.layers - arch.sliding_window_layers - arch.chunked_attention_layers
     tokens = full_layers * kv_tokens_allocated(max_model_len)
     if arch.sliding_window is not None:
         window = sliding_window_tokens_allocated(arch.sliding_window, max_model_len, batched_tokens)
         tokens += arch.sliding_window_layers * window
+    if arch.attention_chunk_size is not None:
+        chunk = chunked_attention_tokens_allocated(arch.attention_chunk_size, max_model_len, batched_tokens)
+        tokens += arch.chunked_attention_layers * chunk
     return per_layer_token * tokens
+
+
+def stage_layers(arch: ModelArch, pp: int) -> int:
+    """Decoder layers on the largest pipeline stage."""
+    return math.ceil(arch.layers / pp)
+
+
+def stage_weight_bytes(arch: ModelArch, weights: float, dtype: str, pp: int) -> float:
+    """Weights of the largest pipeline stage (the whole model at PP 1): its share of the decoder layers plus
+    one embedding matrix (input embedding on the first stage, ``lm_head`` on the last)."""
+    if pp == 1:
+        return weights
+    matrix = arch.embedding_parameters // (1 if arch.tie_word_embeddings else 2) * DTYPE_BYTES[dtype]
+    decoder = weights - arch.embedding_parameters * DTYPE_BYTES[dtype]
+    return decoder * stage_layers(arch, pp) / arch.layers + matrix
 
 
 @dataclass(frozen=True, slots=True)
 class _Budget:
-    """Per-GPU bytes at one tensor-parallel size."""
+    """Per-GPU bytes at one tensor-parallel (x pipeline-parallel) size."""
 
     tp: int
     weights: float
@@ -325,10 +434,13 @@ class _Budget:
     usable: float
     overhead: float
     load_extra_per_gpu: float = 0.0
+    lora_per_gpu: float = 0.0
+    pp: int = 1
+    stage_weights: float = 0.0  #: weights of the largest pipeline stage (pp > 1)
 
     @property
     def needed(self) -> float:
-        return self.weights_per_gpu + self.overhead + self.kv_per_sequence_per_gpu
+        return self.weights_per_gpu + self.overhead + self.kv_per_sequence_per_gpu + self.lora_per_gpu
 
     @property
     def load_peak(self) -> float:
@@ -340,6 +452,17 @@ class _Budget:
 
 
 def _infeasible_message(arch: ModelArch, gpu: GpuType, b: _Budget, max_model_len: int, util: float) -> str:
+    if b.pp > 1:
+        return (
+            f"{arch.hf_id} needs {b.needed / GIB:.1f} GiB per GPU on {b.pp} nodes (tensor-parallel size "
+            f"{b.tp} x pipeline-parallel size {b.pp}: weights {b.weights / GIB:.1f} GiB, "
+            f"{b.stage_weights / GIB:.1f} GiB on the largest stage / {b.tp} + overhead "
+            f"{b.overhead / GIB:.1f} GiB + KV for one {max_model_len}-token sequence "
+            f"{b.kv_per_sequence_per_gpu / GIB:.1f} GiB"
+            + (f" + LoRA adapter slots {b.lora_per_gpu / GIB:.1f} GiB" if b.lora_per_gpu else "")
+            + f"); {gpu.name} has {b.usable / GIB:.1f} GiB usable per GPU ({util:.2f} x "
+            f"{gpu.memory_gib:.1f} GiB), and {b.pp} nodes is the widest span allowed"
+        )
     if b.load_peak > b.usable and b.load_peak > b.needed:
         return (
             f"{arch.hf_id} needs {b.load_peak / GIB:.1f} GiB per GPU while loading at tensor-parallel size "
@@ -350,7 +473,9 @@ def _infeasible_message(arch: ModelArch, gpu: GpuType, b: _Budget, max_model_len
     return (
         f"{arch.hf_id} needs {b.needed / GIB:.1f} GiB per GPU at tensor-parallel size {b.tp} "
         f"(weights {b.weights / GIB:.1f} GiB / {b.tp} + overhead {b.overhead / GIB:.1f} GiB "
-        f"+ KV for one {max_model_len}-token sequence {b.kv_per_sequence_per_gpu / GIB:.1f} GiB); "
+        f"+ KV for one {max_model_len}-token sequence {b.kv_per_sequence_per_gpu / GIB:.1f} GiB"
+        + (f" + LoRA adapter slots {b.lora_per_gpu / GIB:.1f} GiB" if b.lora_per_gpu else "")
+        + "); "
         f"{gpu.name} has {b.usable / GIB:.1f} GiB usable per GPU ({util:.2f} x {gpu.memory_gib:.1f} GiB)"
     )
 
@@ -359,8 +484,10 @@ def _check_request(arch: ModelArch, max_model_len: int, gpu_memory_utilization: 
     if max_model_len <= 0:
         raise InvalidPlanRequest(f"maxModelLen must be positive, got {max_model_len}")
     if max_model_len > arch.max_position_embeddings:
-        raise InvalidPlanRequest(f"maxModelLen {max_model_len} exceeds the {arch.max_position_embeddings} "
-                                 f"positions {arch.hf_id} supports")
+        raise InvalidPlanRequest(
+            f"maxModelLen {max_model_len} exceeds the {arch.max_position_embeddings} "
+            f"positions {arch.hf_id} supports"
+        )
     if not 0 < gpu_memory_utilization <= 1:
         raise InvalidPlanRequest(f"gpuMemoryUtilization must be in (0, 1], got {gpu_memory_utilization}")
 
@@ -375,12 +502,20 @@ def plan(
     gpu_memory_utilization: float = 0.9,
     gpu_count: int | None = None,
     kv_cache_dtype: str = "auto",
+    lora_bytes_per_gpu: Callable[[int, str], float] | None = None,
+    max_nodes: int = 1,
+    gpus_per_node: int | None = None,
 ) -> Plan:
     """Choose the smallest tensor-parallel size that fits (or check ``gpu_count``) and size the KV cache.
+
+    When no tensor-parallel size fits one node and ``max_nodes`` > 1, the replica spans nodes: tensor
+    parallel over ``gpu_count`` (or every GPU of the node the model accepts: ``gpus_per_node``, else the GPU
+    type's usual server) x pipeline parallel over the fewest nodes, 2 .. ``max_nodes``, that fit.
 
     Raises :class:`InvalidPlanRequest` (a ``ValueError``) for a request that makes no sense, and
     :class:`modelyard.errors.Infeasible` naming needed and usable GiB per GPU when nothing fits; without
     ``gpu_count`` the numbers are those of the largest tensor-parallel size the model accepts.
+    ``lora_bytes_per_gpu(tp, dtype)``, when given, is what LoRA adapters take on each GPU (planning/lora.py).
     """
     _check_request(arch, max_model_len, gpu_memory_utilization)
     serving = resolve_dtype(dtype, arch)
@@ -389,30 +524,56 @@ def plan(
     kv_dtype = resolve_kv_cache_dtype(kv_cache_dtype, serving)
     if gpu_count is not None and (problem := tensor_parallel_problem(arch, gpu_count)):
         raise InvalidPlanRequest(f"gpu count {gpu_count}: {problem}")
-    sizes = [gpu_count] if gpu_count is not None else [
-        tp for tp in TENSOR_PARALLEL_SIZES if tensor_parallel_problem(arch, tp) is None
-    ]
+    if not 1 <= max_nodes <= NODES_PER_REPLICA_LIMIT:
+        raise InvalidPlanRequest(f"nodes per replica must be 1 to {NODES_PER_REPLICA_LIMIT}, got {max_nodes}")
+    node_gpus = gpus_per_node or gpu.gpus_per_node
+    if gpu_count is not None and gpu_count > node_gpus:
+        raise InvalidPlanRequest(f"gpu count {gpu_count} exceeds the {node_gpus} GPUs of one node")
+    sizes = (
+        [gpu_count]
+        if gpu_count is not None
+        else [
+            tp
+            for tp in TENSOR_PARALLEL_SIZES
+            if tp <= node_gpus and tensor_parallel_problem(arch, tp) is None
+        ]
+    )
     weights = weight_bytes(arch, serving, quant)
     load_extra = load_overhead_bytes(arch, serving, on_load)
     kv_bytes, batched = DTYPE_BYTES[kv_dtype], max_num_batched_tokens(gpu)
-    budgets = [
-        _Budget(tp=tp, weights=weights, weights_per_gpu=weights / tp, overhead=OVERHEAD_GIB_PER_GPU * GIB,
-                kv_per_sequence_per_gpu=kv_bytes_per_sequence_per_gpu(
-                    arch, tp, kv_bytes, max_model_len, batched),
-                usable=gpu_memory_utilization * gpu.memory_mib * (1 << 20),
-                load_extra_per_gpu=load_extra / tp)
-        for tp in sizes
-    ]
+
+    def budget(tp: int, pp: int) -> _Budget:
+        # pipeline stages keep pp batches in flight (VllmConfig.max_concurrent_batches)
+        kv = kv_bytes_per_sequence_per_gpu(arch, tp, kv_bytes, max_model_len, batched * pp)
+        stage = stage_weight_bytes(arch, weights, serving, pp)
+        return _Budget(
+            tp=tp,
+            weights=weights,
+            weights_per_gpu=stage / tp,
+            overhead=OVERHEAD_GIB_PER_GPU * GIB,
+            kv_per_sequence_per_gpu=kv * stage_layers(arch, pp) / arch.layers,
+            usable=gpu_memory_utilization * gpu.memory_mib * (1 << 20),
+            load_extra_per_gpu=load_extra / tp,
+            lora_per_gpu=lora_bytes_per_gpu(tp, serving) if lora_bytes_per_gpu else 0.0,
+            pp=pp,
+            stage_weights=stage,
+        )
+
+    budgets = [budget(tp, 1) for tp in sizes]
     chosen = next((b for b in budgets if b.fits), None)
+    if chosen is None and max_nodes > 1:
+        # across nodes: the node's GPUs (or gpu_count) in tensor parallel, one pipeline stage per node
+        budgets = [budget(sizes[-1], pp) for pp in range(2, min(max_nodes, arch.layers) + 1)]
+        chosen = next((b for b in budgets if b.fits), None)
     if chosen is None:
         raise Infeasible(_infeasible_message(arch, gpu, budgets[-1], max_model_len, gpu_memory_utilization))
-    free = chosen.usable - chosen.weights_per_gpu - chosen.overhead
+    free = chosen.usable - chosen.weights_per_gpu - chosen.overhead - chosen.lora_per_gpu
     per_token_per_gpu = kv_bytes_per_token_per_gpu(arch, chosen.tp, kv_bytes)
     return Plan(
         model=arch.hf_id,
         gpu_type=gpu.name,
         tensor_parallel_size=chosen.tp,
-        gpus_per_replica=chosen.tp,
+        gpus_per_replica=chosen.tp * chosen.pp,
         max_model_len=max_model_len,
         dtype=serving,
         quantization=quant,
@@ -420,7 +581,11 @@ def plan(
         weights_gib=weights / GIB,
         weights_gib_per_gpu=chosen.weights_per_gpu / GIB,
         kv_cache_bytes_per_token=round(per_token_per_gpu * chosen.tp),
-        kv_cache_gib_per_sequence=chosen.kv_per_sequence_per_gpu * chosen.tp / GIB,
+        kv_cache_gib_per_sequence=kv_bytes_per_sequence_per_gpu(
+            arch, chosen.tp, kv_bytes, max_model_len, batched * chosen.pp
+        )
+        * chosen.tp
+        / GIB,
         kv_cache_gib_per_sequence_per_gpu=chosen.kv_per_sequence_per_gpu / GIB,
         overhead_gib_per_gpu=chosen.overhead / GIB,
         gpu_memory_gib=gpu.memory_gib,
@@ -428,10 +593,24 @@ def plan(
         usable_gib_per_gpu=chosen.usable / GIB,
         max_concurrent_sequences=math.floor(free / chosen.kv_per_sequence_per_gpu),
         sliding_window_layers=arch.sliding_window_layers,
-        sliding_window_tokens=0 if arch.sliding_window is None else sliding_window_tokens_allocated(
-            arch.sliding_window, max_model_len, batched),
+        sliding_window_tokens=0
+        if arch.sliding_window is None
+        else sliding_window_tokens_allocated(arch.sliding_window, max_model_len, batched * chosen.pp),
         quantize_on_load=on_load,
         load_peak_gib_per_gpu=(chosen.weights_per_gpu + chosen.load_extra_per_gpu) / GIB,
+        lora_gib_per_gpu=chosen.lora_per_gpu / GIB,
+        pipeline_parallel_size=chosen.pp,
+        parameters=arch.parameters,
+        active_parameters=arch.active_parameters,
+        experts=arch.experts,
+        experts_per_token=arch.experts_per_token,
+        latent_attention=arch.latent_attention,
+        chunked_attention_layers=arch.chunked_attention_layers,
+        chunked_attention_tokens=0
+        if arch.attention_chunk_size is None
+        else chunked_attention_tokens_allocated(
+            arch.attention_chunk_size, max_model_len, batched * chosen.pp
+        ),
     )
 
 
@@ -459,13 +638,44 @@ def format_plan_table(plan: Plan) -> str:
         ("max concurrent sequences", str(plan.max_concurrent_sequences)),
     ]
     if plan.quantize_on_load:
-        rows.insert(9, ("load peak", f"{plan.load_peak_gib_per_gpu:.2f} GiB per GPU (weights + one layer "
-                                     f"in {plan.dtype} while quantizing)"))
+        rows.insert(
+            9,
+            (
+                "load peak",
+                f"{plan.load_peak_gib_per_gpu:.2f} GiB per GPU (weights + one layer "
+                f"in {plan.dtype} while quantizing)",
+            ),
+        )
+    if plan.lora_gib_per_gpu:
+        needed = rows.index(("needed per GPU", f"{plan.needed_gib_per_gpu:.2f} GiB"))
+        rows.insert(needed, ("LoRA adapter slots", f"{plan.lora_gib_per_gpu:.2f} GiB per GPU"))
     if plan.sliding_window_layers:
         held = f"{plan.sliding_window_layers}, holding {plan.sliding_window_tokens} tokens per sequence"
         rows.insert(10, ("sliding-window layers", held))
+    _insert_frontier_rows(plan, rows)
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
+
+
+def _insert_frontier_rows(plan: Plan, rows: list[tuple[str, str]]) -> None:
+    """Pipeline span, experts, latent and chunked attention rows, next to the rows they qualify."""
+    labels = [label for label, _ in rows]
+    span = f"{plan.nodes_per_replica} ({plan.tensor_parallel_size} GPUs on each)"
+    at = labels.index("GPUs per replica")
+    rows[at:at] = [("pipeline-parallel size", str(plan.pipeline_parallel_size)), ("nodes per replica", span)]
+    extra: list[tuple[str, str]] = []
+    if plan.experts:
+        active = f", {plan.active_parameters / 1e9:.1f}B active" if plan.active_parameters else ""
+        extra.append(("experts", f"{plan.experts} routed, {plan.experts_per_token} per token, all loaded "
+                                 f"({plan.parameters / 1e9:.1f}B parameters{active})"))
+    if plan.latent_attention:
+        extra.append(("KV cache layout", "latent attention (MLA): one latent per token and layer, whole on "
+                                         "every tensor-parallel GPU"))
+    if plan.chunked_attention_layers:
+        extra.append(("chunked-attention layers", f"{plan.chunked_attention_layers}, holding "
+                                                  f"{plan.chunked_attention_tokens} tokens per sequence"))
+    at = [label for label, _ in rows].index("KV cache per token")
+    rows[at:at] = extra
 
 
 def _quantization_row(plan: Plan) -> str:

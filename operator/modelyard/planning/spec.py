@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from modelyard.api.model_deployment import ModelArchitecture, ModelDeploymentSpec, SourceScheme
+from collections.abc import Callable
+
+from modelyard.api.model_deployment import (
+    MAX_NODES_PER_REPLICA,
+    Engine,
+    ModelArchitecture,
+    ModelDeploymentSpec,
+    SourceScheme,
+)
 from modelyard.errors import UserError
 
 from .capacity import InvalidPlanRequest, Plan, plan
 from .catalog import GPU_TYPES, MODELS, GpuType, ModelArch, lookup_gpu, lookup_model
+from .lora import LoraLimits, lora_bytes_per_gpu
 
 
 def gpu_for(spec: ModelDeploymentSpec) -> GpuType:
@@ -55,7 +64,7 @@ def plan_deployment(spec: ModelDeploymentSpec) -> Plan:
     arch, gpu = arch_for(spec), gpu_for(spec)
     serving = spec.serving
     try:
-        return plan(
+        result = plan(
             arch,
             gpu,
             max_model_len=serving.max_model_len,
@@ -64,9 +73,33 @@ def plan_deployment(spec: ModelDeploymentSpec) -> Plan:
             gpu_memory_utilization=serving.gpu_memory_utilization,
             gpu_count=spec.gpu.count,
             kv_cache_dtype=serving.kv_cache_dtype.value,
+            lora_bytes_per_gpu=_lora_bytes(spec, arch),
+            max_nodes=spec.gpu.max_nodes_per_replica or MAX_NODES_PER_REPLICA,
         )
     except InvalidPlanRequest as exc:
         raise UserError(f"spec: {exc}") from exc
+    if result.multi_node and spec.engine is Engine.NIM:
+        raise UserError(
+            f"spec.engine: {arch.hf_id} needs {result.nodes_per_replica} nodes of "
+            f"{result.tensor_parallel_size} x {gpu.name}; modelyard serves a model across nodes with vLLM "
+            "only (NIM's multi-node mode is configured by NVIDIA's nim-deploy chart or NIM operator: MPI "
+            "before NIM 2.0, Ray since): use engine vllm, a larger GPU, or quantization"
+        )
+    return result
+
+
+def lora_limits(spec: ModelDeploymentSpec) -> LoraLimits | None:
+    """The LoRA slots and rank the engine preallocates for, or None without adapters."""
+    if not spec.adapters:
+        return None
+    return LoraLimits(slots=spec.lora.slots(spec.adapters), max_rank=spec.lora.max_rank)
+
+
+def _lora_bytes(spec: ModelDeploymentSpec, arch: ModelArch) -> Callable[[int, str], float] | None:
+    limits = lora_limits(spec)
+    if limits is None:
+        return None
+    return lambda tp, dtype: lora_bytes_per_gpu(arch, tp, limits, dtype)
 
 
 def _custom_arch(name: str, shape: ModelArchitecture, max_model_len: int) -> ModelArch:
@@ -83,6 +116,13 @@ def _custom_arch(name: str, shape: ModelArchitecture, max_model_len: int) -> Mod
             # without hidden and vocabulary sizes every parameter counts as quantized (slightly optimistic)
             native_quantized_parameters=shape.parameters if shape.quantization else 0,
             quant_method=shape.quantization.value if shape.quantization else None,
+            experts=shape.experts or 0,
+            experts_per_token=shape.experts_per_token or 0,
+            active_parameters=shape.active_parameters,
+            kv_lora_rank=shape.kv_lora_rank,
+            qk_rope_head_dim=shape.qk_rope_head_dim,
+            attention_chunk_size=shape.attention_chunk_size,
+            chunked_attention_layers=shape.chunked_attention_layers or 0,
         )
     except ValueError as exc:
         raise UserError(f"spec.model.architecture: {exc}") from exc
