@@ -36,6 +36,8 @@ from modelyard.render.model_deployment import (
     render_model_deployment,
 )
 
+from .frontier_configs import frontier_config_json
+
 pytestmark = pytest.mark.engines
 
 HERE = Path(__file__).parent
@@ -44,7 +46,7 @@ MIN_COMMAND_LINES = 60
 #: The quantization config vLLM 0.33 resolves for each checkpoint quant_method (``_verify_quantization``
 #: tries the override configs first: AutoAWQ/AutoGPTQ pick Marlin kernels where the GPU has them).
 VLLM_CHECKPOINT_METHODS = {"awq": "auto_awq", "gptq": "auto_gptq", "mxfp4": "gpt_oss_mxfp4",
-                           "compressed-tensors": "compressed-tensors"}
+                           "compressed-tensors": "compressed-tensors", "fp8": "fp8"}
 
 #: What NVML would report for each catalog GPU: compute capability and device name.
 GPU_DEVICES = {
@@ -120,6 +122,8 @@ def config_json(arch: ModelArch, checkpoint: str | None = None) -> dict[str, Any
                 "quantization_config": {"quant_method": "mxfp4", "modules_to_not_convert": [
                     "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens",
                     "lm_head"]}}
+    if (frontier := frontier_config_json(arch)) is not None:
+        return frontier
     base = next(b for b, (_, _, _, _) in _FAMILY.items()
                 if (MODELS[b].layers, MODELS[b].hidden_size, MODELS[b].parameters, MODELS[b].vocab_size)
                 == (arch.layers, arch.hidden_size, arch.parameters, arch.vocab_size))
@@ -158,14 +162,30 @@ def _md(model: str, source: str | None = None, **spec: Any) -> ModelDeployment:
     return ModelDeployment.model_validate({"metadata": {"name": "m", "namespace": "ml"}, "spec": body})
 
 
-def _line(case_id: str, md: ModelDeployment) -> Line:
+#: What the LeaderWorkerSet's pod webhook sets in every container of a group (render/leader_worker_set.py):
+#: Kubernetes expands the $(NAME) references in the rendered arguments to these.
+LWS_ENV = {"LWS_LEADER_ADDRESS": "m-0.m.ml", "LWS_WORKER_INDEX": "1", "LWS_GROUP_SIZE": "2"}
+
+
+def _expand(args: list[str]) -> list[str]:
+    for name, value in LWS_ENV.items():
+        args = [arg.replace(f"$({name})", value) for arg in args]
+    return args
+
+
+def _line(case_id: str, md: ModelDeployment, role: str = "leader") -> Line:
     plan = plan_deployment(md.spec)
-    deployment = next(o for o in render_model_deployment(md, plan).serving if o["kind"] == "Deployment")
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    server = next(o for o in render_model_deployment(md, plan).serving
+                  if o["kind"] in ("Deployment", "LeaderWorkerSet"))
+    if server["kind"] == "LeaderWorkerSet":
+        template = server["spec"]["leaderWorkerTemplate"][f"{role}Template"]
+    else:
+        template = server["spec"]["template"]
+    container = template["spec"]["containers"][0]
     assert container["command"] == ["vllm", "serve"]
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     checkpoint = plan.quantization if plan.quantization and not plan.quantize_on_load else None
-    return Line(case_id, plan.model, plan.gpu_type, list(container["args"]), env,
+    return Line(case_id, plan.model, plan.gpu_type, _expand(list(container["args"])), env,
                 checkpoint=None if MODELS[plan.model].quant_method else checkpoint)
 
 
@@ -254,6 +274,13 @@ def matrix() -> list[Line]:
         _line("extra-args/equals", _md("Qwen/Qwen2.5-7B-Instruct", serving={"extraArgs": [
             "--max-num-batched-tokens=4096", "--disable-log-requests"]})),
     ]
+    # models served across nodes (LeaderWorkerSet): the leader's and the headless worker's command lines
+    for model in ("deepseek-ai/DeepSeek-R1", "meta-llama/Llama-3.1-405B-Instruct", "zai-org/GLM-4.5",
+                  "meta-llama/Llama-4-Maverick-17B-128E-Instruct"):
+        for role in ("leader", "worker"):
+            md = _md(model, serving={"maxModelLen": 32768}, autoscaling={
+                "minReplicas": 1, "maxReplicas": 2, "targetInFlightRequests": 16})
+            lines.append(_line(f"multi-node/{model}/{role}", md, role))
     lines += _lora_lines()
     lines += _previous_renderer_lines(lines)
     return lines
@@ -393,6 +420,10 @@ def test_vllm_resolves_what_the_plan_says(judged: tuple[list[Line], dict[str, An
             return argv[argv.index(flag) + 1]
 
         assert resolved["tensor_parallel_size"] == int(value("--tensor-parallel-size")), line.id
+        if "--nnodes" in argv:  # a stage of a multi-node replica: one pipeline stage per node
+            assert resolved["pipeline_parallel_size"] == int(value("--pipeline-parallel-size")) > 1, line.id
+            assert resolved["nnodes"] == resolved["pipeline_parallel_size"], line.id
+            assert resolved["node_rank"] == (1 if "--headless" in argv else 0), line.id
         assert resolved["max_model_len"] == int(value("--max-model-len")), line.id
         assert resolved["dtype"] == value("--dtype"), line.id
         method = MODELS[line.model].quant_method or line.checkpoint

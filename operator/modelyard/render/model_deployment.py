@@ -26,6 +26,7 @@ from modelyard.planning.capacity import GIB, Plan
 from modelyard.planning.catalog import GPU_TYPES, MODELS, TIKTOKEN_ENCODINGS, TokenizerEncoding, lookup_model
 from modelyard.planning.spec import nim_tag
 
+from . import leader_worker_set as lws
 from .adapters import adapter_claims, adapter_model, adapter_path, claim_volumes, lora_args
 from .common import (
     HTTPS_PORT,
@@ -127,7 +128,8 @@ def render_model_deployment(
     """All children of ``md`` for the capacity ``plan``."""
     ctx = _Context(md, plan, images)
     cache = [] if md.spec.model.scheme is SourceScheme.PVC else [ctx.pvc(), ctx.download_job()]
-    serving = [ctx.deployment()]
+    # a plan spanning nodes is served by a LeaderWorkerSet (render/leader_worker_set.py)
+    serving = [ctx.leader_worker_set() if plan.multi_node else ctx.deployment()]
     if md.spec.max_replicas > 1:
         serving.append(ctx.pdb())
     if md.spec.autoscaling is not None:
@@ -238,7 +240,9 @@ class _Context:
     def pvc(self) -> Manifest:
         cache = self.spec.cache
         mode = cache.access_mode or (
-            AccessMode.READ_WRITE_MANY if self.spec.max_replicas > 1 else AccessMode.READ_WRITE_ONCE
+            AccessMode.READ_WRITE_MANY
+            if self.spec.max_replicas > 1 or self.plan.multi_node
+            else AccessMode.READ_WRITE_ONCE
         )
         spec: dict[str, Any] = {
             "accessModes": [mode.value],
@@ -443,6 +447,11 @@ class _Context:
             "spec": spec,
         }
 
+    def leader_worker_set(self) -> Manifest:
+        return lws.leader_worker_set(
+            self, self._meta(self.name, SERVER), labels(KIND, self.name, SERVER, self._app())
+        )
+
     def _placement(self) -> dict[str, Any]:
         """Node selector (GPU product label and spec.scheduling.nodeSelector) and tolerations (the GPU taint
         and spec.scheduling.tolerations) of the serving pods, which the download Job shares."""
@@ -609,7 +618,10 @@ class _Context:
         }
 
     def service(self) -> Manifest:
-        return cluster_ip_service(self._meta(self.name, SERVER), self._selector(SERVER), PORT)
+        selector = self._selector(SERVER)
+        if self.plan.multi_node:  # only the leader of each group serves the API
+            selector = lws.leader_selector(selector)
+        return cluster_ip_service(self._meta(self.name, SERVER), selector, PORT)
 
     def pdb(self) -> Manifest:
         return {
@@ -634,7 +646,9 @@ class _Context:
             "kind": "HorizontalPodAutoscaler",
             "metadata": self._meta(self.name, SERVER),
             "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": self.name},
+                "scaleTargetRef": lws.scale_target(self.name)
+                if self.plan.multi_node
+                else {"apiVersion": "apps/v1", "kind": "Deployment", "name": self.name},
                 "minReplicas": auto.min_replicas,
                 "maxReplicas": auto.max_replicas,
                 "metrics": [metric],
@@ -654,8 +668,13 @@ class _Context:
                 entry["podSelector"] = {"matchLabels": dict(peer.pod_selector.match_labels)}
             peers.append(entry)
         ingress = [{"from": peers, "ports": [{"protocol": "TCP", "port": PORT}]}]
+        egress = [dns_egress()]
+        if self.plan.multi_node:  # the pods of a group exchange activations and control messages
+            group_in, group_out = lws.group_peer_rules(self.name)
+            ingress.append(group_in)
+            egress.append(group_out)
         meta = self._meta(self.name, SERVER)
-        return network_policy(meta, self._selector(SERVER), ingress=ingress, egress=[dns_egress()])
+        return network_policy(meta, self._selector(SERVER), ingress=ingress, egress=egress)
 
     def download_network_policy(self) -> Manifest:
         """Download Job pods: no ingress; egress to DNS and the model source's port, only while the Job's
@@ -689,7 +708,8 @@ def endpoint_port(url: str) -> int:
 
 
 def _plan_fields(plan: Plan) -> dict[str, Any]:
-    return {"tp": plan.tensor_parallel_size, "gpu": plan.gpu_type, "weights": round(plan.weights_gib, 3)}
+    fields = {"tp": plan.tensor_parallel_size, "gpu": plan.gpu_type, "weights": round(plan.weights_gib, 3)}
+    return {**fields, "pp": plan.pipeline_parallel_size} if plan.multi_node else fields
 
 
 #: Appended to the hf:// download script when the model loads tokenizer encodings at start: each file is
