@@ -31,8 +31,9 @@ node-bin: ## the real node (kubelet, kube-proxy, containerd, CNI plugins, CoreDN
 	@hack/sandbox/node-deps.sh
 	@hack/sandbox/build-node.sh > /dev/null
 
-sandbox-bin: node-bin ## kube-apiserver, controller-manager, scheduler, etcd and kwok, built once into the cache
+sandbox-bin: node-bin ## kube-apiserver, controller-manager, scheduler, etcd, kwok and the LeaderWorkerSet controller, built once into the cache
 	@hack/sandbox/build.sh > /dev/null
+	@hack/sandbox/lws/build.sh > /dev/null
 
 images: install node-bin ## the real node's images (pause, CoreDNS, operator, gateway, test model server, AWS CLI), built without a registry into the cache; only what changed is rebuilt
 	@hack/images/build.sh

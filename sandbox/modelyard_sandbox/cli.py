@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=Ports().etcd_client,
         help="etcd client port on 127.0.0.1 (the peer port is the next one)",
     )
+    up.add_argument(
+        "--lws",
+        action="store_true",
+        help="also run the LeaderWorkerSet controller with its webhooks (multi-node models; ~9 s, ~51 MiB)",
+    )
     up.set_defaults(func=_up)
     down = commands.add_parser("down", help="stop the sandbox's processes and remove its directory")
     down.set_defaults(func=_down)
@@ -97,6 +102,7 @@ def _up(args: argparse.Namespace) -> int:
         cpu_nodes=args.cpu_nodes,
         volumes=args.volumes,
         real_node=args.real_node,
+        lws=args.lws,
     )
     if sandbox.recovered is not None:
         print(f"cleaned up after a real node that was not stopped: {sandbox.recovered.summary()}")

@@ -30,6 +30,7 @@ CLIENTS: dict[str, tuple[str, str | None]] = {
     "kube-controller-manager": ("system:kube-controller-manager", None),
     "kube-scheduler": ("system:kube-scheduler", None),
     "kwok": ("system:kwok-controller", "system:masters"),
+    "lws-controller": ("system:lws-controller", "system:masters"),  # lws.py, when the sandbox runs LWS
 }
 #: the real node's identities (created only when the sandbox runs one): the kubelet authenticates as its
 #: node (the Node authorizer and NodeRestriction scope it), kube-proxy as the user the built-in
@@ -126,6 +127,23 @@ class Pki:
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
         )
         _write(self.kubelet_serving(), _sign(builder, ca_key, ca_cert), key)
+
+    def issue_serving(self, stem: Path, common_name: str, ips: tuple[str, ...]) -> KeyPair:
+        """A serving certificate for ``ips`` signed by the CA :meth:`create` made, written to
+        ``<stem>.crt``/``<stem>.key`` (a webhook server's)."""
+        ca_cert = x509.load_pem_x509_certificate(self.ca.cert.read_bytes())
+        ca_key = serialization.load_pem_private_key(self.ca.key.read_bytes(), password=None)
+        assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+        key = _new_key()
+        builder = _builder(_name(common_name), key, ca_cert)
+        sans = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        pair = KeyPair(stem.with_suffix(".crt"), stem.with_suffix(".key"))
+        _write(pair, _sign(builder, ca_key, ca_cert), key)
+        return pair
 
     def _issue_client(
         self,

@@ -23,6 +23,7 @@ import httpx
 from modelyard.errors import UserError
 from modelyard.render.model_deployment import PERMANENT_FAILURE
 from modelyard_sandbox import hostnet, nodes, process, storage
+from modelyard_sandbox import lws as lws_controller
 from modelyard_sandbox.binaries import find_bin_dir, find_stages
 from modelyard_sandbox.components import AUDIT_POLICY, COMMANDS, FAILING_DOWNLOAD_STAGE, SERVICE_IP, Layout
 from modelyard_sandbox.kube import api_client, is_ready, wait_until, write_kubeconfig
@@ -126,6 +127,8 @@ class Sandbox:
         self._real_node = recorded is not None
         #: what ``up`` cleaned up after a real node that was killed (None if there was nothing)
         self.recovered: hostnet.Leftovers | None = None
+        #: seconds ``up`` took to start the LeaderWorkerSet controller and see its webhooks answer
+        self.lws_start_seconds: float | None = None
 
     @property
     def kubeconfig(self) -> Path:
@@ -157,11 +160,13 @@ class Sandbox:
         volumes: int = 50,
         *,
         real_node: bool = False,
+        lws: bool = False,
     ) -> None:
         """Start the control plane, create the nodes and a pool of ``volumes`` PersistentVolumes; return
         once every node is Ready. With ``real_node``, a real kubelet node (realnode.py) joins the kwok nodes
         and the API server listens on its address instead of loopback. ``cpu_nodes`` (simulated, without
-        GPUs) defaults to 1, or to 0 with the real node, where pods that need no GPU then run."""
+        GPUs) defaults to 1, or to 0 with the real node, where pods that need no GPU then run. With ``lws``,
+        the LeaderWorkerSet controller (lws.py) runs next to the control plane, its webhooks registered."""
         gpu = nodes.gpu_type(gpu_type)
         if cpu_nodes is None:
             cpu_nodes = 0 if real_node else 1
@@ -190,6 +195,10 @@ class Sandbox:
                 storage.create_volumes(client, volumes)
                 if node is not None:
                     node.start(client, layout.kubeconfig, partial(self._alive, layout))
+                if lws:
+                    self.lws_start_seconds = lws_controller.start(
+                        self.directory, self.api_url, layout.pki, client
+                    )
                 total = gpu_nodes + cpu_nodes + (node is not None)
                 self._wait(
                     layout,
@@ -233,6 +242,8 @@ class Sandbox:
         """Each host process of the sandbox and its binary, in start order."""
         bin_dir = self._bin_dir or Path()
         binaries = {name: bin_dir / name for name in COMMANDS}
+        if (lws_binary := lws_controller.binary_path(self.directory)) is not None:
+            binaries[lws_controller.PROCESS] = lws_binary
         node = self.real_node
         if node is not None:
             binaries |= {name: node.binary(name) for name in NODE_PROCESSES}
@@ -334,6 +345,10 @@ class Sandbox:
         plane in reverse start order."""
         node = self.real_node
         leftovers = node.stop() if node is not None else None
+        lws_binary = lws_controller.binary_path(self.directory)
+        lws_pid = process.read_pid(self.directory, lws_controller.PROCESS)
+        if lws_binary is not None and lws_pid is not None:
+            process.stop(lws_pid, lws_binary)
         bin_dir = self._bin_dir or Path()
         for name in reversed(COMMANDS):
             pid = process.read_pid(self.directory, name)
