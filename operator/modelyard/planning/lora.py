@@ -20,9 +20,11 @@ weights, so a plan with adapters never overcommits the KV cache. Adapters kept i
 (``--max-cpu-loras``) cost no GPU memory.
 
 The dense MLP width (``intermediate_size``) comes from each model's ``config.json``. Mixture-of-experts models
-(Mixtral, gpt-oss) get per-expert LoRA weights in vLLM 0.33 (``FusedMoEWithLoRA``); modelyard does not plan
-those yet and refuses adapters on them. A custom architecture's widths are estimated from its parameter count
-(every parameter counted as a decoder layer's, which over-charges by the embeddings: conservative).
+(Mixtral, gpt-oss, any catalog or custom architecture with experts) get per-expert LoRA weights in vLLM 0.33
+(``FusedMoEWithLoRA``); modelyard does not plan those yet and refuses adapters on them. A custom
+architecture's widths are estimated from its parameter count (every parameter counted as a decoder layer's,
+which over-charges by the embeddings: conservative). A replica across nodes is charged the whole model's
+LoRA per GPU, although a pipeline stage holds only its layers' share (conservative too).
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class _Shape:
 
 
 def _shape(arch: ModelArch) -> _Shape:
-    if arch.hf_id in MIXTURE_OF_EXPERTS or arch.native_quantization == "mxfp4":
+    if arch.experts or arch.hf_id in MIXTURE_OF_EXPERTS or arch.native_quantization == "mxfp4":
         raise UserError(
             f"spec.adapters: LoRA adapters on {arch.hf_id} (a mixture-of-experts model) are not supported "
             "by modelyard's capacity plan"
