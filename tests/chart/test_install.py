@@ -176,10 +176,19 @@ def operator(release: Release, identity: str = "operator-0") -> Iterator[tuple[P
     assert process.returncode == 0, f"operator exited with {process.returncode}:\n{log.read_text()[-3000:]}"
 
 
+#: Examples sized for a real cluster (a frontier model on whole 8-GPU nodes): the sandbox's 16 GPUs do not
+#: hold them next to the others, so they are applied with no replicas. The operator still plans them and
+#: applies their server as the chart's ServiceAccount (a LeaderWorkerSet for a multi-node plan).
+UNSCHEDULED_EXAMPLES = {"deepseek-r1", "llama-405b", "qwen3-235b"}
+
+
 def example_objects() -> list[dict[str, Any]]:
     objects = []
     for path in EXAMPLES:
         objects.extend(doc for doc in yaml.safe_load_all(path.read_text()) if doc)
+    for obj in objects:
+        if obj["kind"] == "ModelDeployment" and obj["metadata"]["name"] in UNSCHEDULED_EXAMPLES:
+            obj["spec"]["replicas"] = 0
     return objects
 
 
@@ -209,6 +218,22 @@ def expected_state(
     kind, name = obj["kind"], obj["metadata"]["name"]
     current = get(custom, namespace, kind, name)
     status = current.get("status") or {}
+    if kind == "ModelDeployment" and name in UNSCHEDULED_EXAMPLES:
+        plan = status.get("plan") or {}
+        if not plan:
+            return False
+        try:
+            if (plan.get("nodesPerReplica") or 1) > 1:
+                custom.get_namespaced_custom_object(
+                    "leaderworkerset.x-k8s.io", "v1", namespace, "leaderworkersets", name
+                )
+            else:
+                apps.read_namespaced_deployment(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
     if kind == "ModelDeployment":
         return status.get("phase") == "Ready"
     if kind == "ProviderBinding":

@@ -122,7 +122,7 @@ class WatchedChildren:
     terms an index of our own). Only what the controllers read is kept: name, generation, spec hash,
     ``spec.replicas`` and status."""
 
-    KINDS = frozenset({"Job", "Deployment"})
+    KINDS = frozenset({"Job", "Deployment", "LeaderWorkerSet"})
 
     def __init__(self) -> None:
         self._objects: dict[tuple[str, str, str], dict[str, Any]] = {}

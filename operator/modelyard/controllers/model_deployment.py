@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import kopf
 
 from modelyard.api import GROUP, VERSION, ModelDeployment
@@ -20,8 +21,10 @@ from modelyard.api.model_deployment import ModelDeploymentStatus, Phase, PlanSta
 from modelyard.audit.model_deployment import model_deployment_findings
 from modelyard.config import Settings
 from modelyard.errors import Infeasible, UserError
+from modelyard.kube.client import ApiError
 from modelyard.planning.capacity import Plan
 from modelyard.planning.spec import plan_deployment
+from modelyard.render import leader_worker_set as lws
 from modelyard.render.common import COMPONENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL, label_selector, owner_label
 from modelyard.render.model_deployment import (
     DOWNLOADER,
@@ -33,7 +36,7 @@ from modelyard.render.model_deployment import (
     render_model_deployment,
 )
 
-from .common import ObjectLocks, Owner, reconcile_guarded
+from .common import READY, ObjectLocks, Owner, reconcile_guarded
 from .inference_pool import sync_inference_pool
 from .metrics import instrumented
 
@@ -64,6 +67,7 @@ async def track_pods(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
 @kopf.on.event("v1", "pods", labels=MANAGED)
 @kopf.on.event("inference.networking.k8s.io", "v1", "inferencepools", labels=MANAGED)
+@kopf.on.event("leaderworkerset.x-k8s.io", "v1", "leaderworkersets", labels=MANAGED)
 async def on_child(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     """A child changed: reconcile its owner when something its status follows changed — the Job's or the
     Deployment's status or spec hash, or whether the scheduler can place a serving pod. The watches carry
@@ -212,8 +216,16 @@ class _Reconcile(Owner[ModelDeployment]):
         if failed is not None:
             await self._finish([planned, cached, failed], phase=Phase.FAILED, plan=plan)
             return
-        deployment = self.children.get(("Deployment", self.name), {})
-        available, replicas = _availability(deployment, md.spec.desired_replicas)
+        failed = await self._remove_other_server(plan)
+        if failed is not None:
+            await self._finish([planned, cached, failed], phase=Phase.FAILED, plan=plan)
+            return
+        if plan.multi_node:
+            server = self.children.get((lws.KIND, self.name), {})
+            available, replicas = lws_availability(server, md.spec.desired_replicas)
+        else:
+            deployment = self.children.get(("Deployment", self.name), {})
+            available, replicas = _availability(deployment, md.spec.desired_replicas)
         if available.status != "True":
             available = await self._unschedulable() or available
         phase = Phase.READY if available.status == "True" else Phase.DEPLOYING
@@ -231,6 +243,25 @@ class _Reconcile(Owner[ModelDeployment]):
         job_name = next(o["metadata"]["name"] for o in children.cache if o["kind"] == "Job")
         job = self.children.get(("Job", job_name), {})
         return _job_condition(job_name, job)
+
+    async def _remove_other_server(self, plan: Plan) -> Cond | None:
+        """A plan that moved between one node and several: delete the Deployment a LeaderWorkerSet replaced,
+        or the LeaderWorkerSet a Deployment replaced (its pods go with it). Only what this object owned
+        before is looked for: the server kind its last status' plan implies."""
+        before = (self.status.get("plan") or {}).get("nodesPerReplica") or 1
+        if (before > 1) == plan.multi_node:
+            return None
+        api_version, kind = ("apps/v1", "Deployment") if plan.multi_node else (lws.API_VERSION, lws.KIND)
+        try:
+            await self.kube.delete(api_version, kind, self.namespace, self.name)
+        except ApiError as exc:
+            if exc.status != 404:  # no LeaderWorkerSet CRD: nothing of that kind can exist
+                return self.failed(READY, f"{kind}Failed", f"{kind} {self.name}", exc)
+        except httpx.HTTPError as exc:
+            return self.failed(READY, f"{kind}Failed", f"{kind} {self.name}", exc)
+        if self.watched is not None:
+            self.watched.drop(kind, self.namespace, self.name)
+        return None
 
     async def _unschedulable(self) -> Cond | None:
         """The scheduler's reason when a serving pod cannot be placed (e.g. not enough GPUs)."""
@@ -281,11 +312,31 @@ def _served_message(replicas: tuple[int, int] | None) -> str:
 
 
 def _plan_message(plan: Plan) -> str:
+    layout = f"tensor-parallel {plan.tensor_parallel_size}"
+    if plan.multi_node:
+        layout += f" x pipeline-parallel {plan.pipeline_parallel_size} on {plan.nodes_per_replica} nodes"
     return (
         f"{plan.gpus_per_replica} x {plan.gpu_type} per replica "
-        f"(tensor-parallel {plan.tensor_parallel_size}); {plan.weights_gib:.1f} GiB weights; "
+        f"({layout}); {plan.weights_gib:.1f} GiB weights; "
         f"{plan.max_concurrent_sequences} concurrent {plan.max_model_len}-token sequences"
     )
+
+
+def lws_availability(server: dict[str, Any], desired: int) -> tuple[Cond, tuple[int, int]]:
+    """Available when the LeaderWorkerSet's own ``Available`` condition is True (its controller sets it
+    when every group is ready at the current revision) and ``readyReplicas`` (groups whose leader and workers
+    are all ready) reaches the wanted groups; its condition's message otherwise. ``replicas`` counts groups,
+    as the LeaderWorkerSet does."""
+    status = server.get("status") or {}
+    replicas, ready = status.get("replicas", 0), status.get("readyReplicas", 0)
+    wanted = (server.get("spec") or {}).get("replicas", desired)
+    own = next((c for c in status.get("conditions") or [] if c.get("type") == "Available"), None)
+    if own is not None and own.get("status") == "True" and ready >= max(wanted, 1):
+        message = f"{ready}/{wanted} groups ready (LeaderWorkerSet {own.get('reason', 'Available')})"
+        return Cond.true(AVAILABLE, "MinimumReplicasAvailable", message), (replicas, ready)
+    why = f": {own['message']}" if own is not None and own.get("message") else ""
+    message = f"{ready}/{wanted} groups ready{why}"
+    return Cond.false(AVAILABLE, "Progressing", message), (replicas, ready)
 
 
 def _job_condition(name: str, job: dict[str, Any]) -> Cond:

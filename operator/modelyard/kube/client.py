@@ -59,6 +59,7 @@ _RESOURCES = [
     Resource("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
     Resource("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
     Resource("inference.networking.k8s.io/v1", "InferencePool", "inferencepools"),
+    Resource("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", "leaderworkersets"),
     Resource("modelyard.dev/v1alpha1", "ModelDeployment", "modeldeployments"),
     Resource("modelyard.dev/v1alpha1", "ProviderBinding", "providerbindings"),
     Resource("modelyard.dev/v1alpha1", "RoutePolicy", "routepolicies"),
