@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -20,11 +22,12 @@ from modelyard.errors import UserError
 from modelyard.planning.catalog import MODELS
 from modelyard.planning.lora import LoraLimits, lora_bytes_per_gpu, lora_elements_per_slot_per_gpu
 from modelyard.planning.spec import plan_deployment
+from modelyard.render.adapters import rank_check_py, rank_check_sh
 from modelyard.render.gateway import render_gateway
 from modelyard.render.identity import IdentityWiring
 from modelyard.render.inference_pool import inference_gateway_egress, pool_conditions, render_inference_pool
 from modelyard.render.litellm import compile_litellm_config
-from modelyard.render.model_deployment import PORT, SERVER, render_model_deployment
+from modelyard.render.model_deployment import PERMANENT_FAILURE, PORT, SERVER, render_model_deployment
 from modelyard.render.routing import resolve_routes
 
 L8B = MODELS["meta-llama/Llama-3.1-8B-Instruct"]
@@ -153,7 +156,8 @@ def test_download_job_fetches_each_adapter_beside_the_weights_with_the_same_scri
         c["name"]: {e["name"]: e.get("value", e.get("valueFrom")) for e in c["env"]}
         for c in job["spec"]["template"]["spec"]["containers"]
     }
-    assert hf["command"] == base["command"]  # the base model's hf:// script, for the adapter's repository
+    # the base model's hf:// download, for the adapter's repository, then the adapter's rank check
+    assert hf["command"][2].startswith(base["command"][2].rsplit("pathlib.Path(target", 1)[0])
     assert env["adapter-0"]["REPO"] == "acme/llama-8b-support" and env["adapter-0"]["REVISION"] == "1a2b3c"
     assert env["adapter-0"]["TARGET"] == "/models/hf/acme/llama-8b-support/1a2b3c"
     assert env["adapter-0"]["HF_TOKEN"] == env["download"]["HF_TOKEN"]  # the base model's token
@@ -417,3 +421,55 @@ def test_routes_to_a_pooled_model_go_through_the_clusters_inference_gateway() ->
 def test_inference_gateway_egress_by_address(url: str, to: Any) -> None:
     rule = inference_gateway_egress(url)
     assert rule.get("to") == to and rule["ports"][0]["port"] == (443 if url.startswith("https") else 80)
+
+
+# --- the adapter's rank, checked where it is downloaded -------------------------------------------
+
+
+def _run_check(kind: str, tmp_path: Any, config: dict[str, Any] | None, limit: int) -> Any:
+    if config is not None:
+        (tmp_path / "adapter_config.json").write_text(json.dumps(config, indent=2))
+    env = {"TARGET": str(tmp_path), "MAX_LORA_RANK": str(limit), "PATH": "/usr/bin:/bin"}
+    if kind == "hf":
+        code = "import os, pathlib, sys\ntarget = os.environ['TARGET']\n" + rank_check_py(PERMANENT_FAILURE)
+        argv = [sys.executable, "-c", code]
+    else:
+        argv = ["/bin/sh", "-c", "true " + rank_check_sh(PERMANENT_FAILURE) + "&& echo checked"]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30, check=False)
+
+
+@pytest.mark.parametrize("kind", ["hf", "s3"])
+@pytest.mark.parametrize(
+    ("config", "limit", "error"),
+    [
+        ({"r": 16, "lora_alpha": 32, "peft_type": "LORA"}, 16, None),
+        ({"peft_type": "LORA", "r": 8}, 64, None),
+        ({"r": 64, "lora_alpha": 16}, 16, "adapter rank 64 exceeds spec.lora.maxRank 16"),
+        (None, 16, "not a PEFT LoRA adapter"),
+        ({"lora_alpha": 16}, 16, "not a PEFT LoRA adapter"),
+    ],
+)
+def test_download_refuses_an_adapter_above_the_rank_limit(
+    kind: str, tmp_path: Any, config: dict[str, Any] | None, limit: int, error: str | None
+) -> None:
+    """The rendered check, run as the download container runs it: a rank vLLM would refuse to load fails
+    the Job at once (exit 42) with the reason, instead of a server that crash-loops."""
+    done = _run_check(kind, tmp_path, config, limit)
+    if error is None:
+        assert done.returncode == 0, done.stderr
+    else:
+        assert done.returncode == PERMANENT_FAILURE and error in done.stderr
+
+
+def test_each_adapter_download_checks_the_rank_before_marking_it_complete() -> None:
+    job = _kind(_render(spec(lora={"maxRank": 64})).cache, "Job")
+    base, hf, s3 = job["spec"]["template"]["spec"]["containers"]
+    script = hf["command"][2]
+    assert rank_check_py(PERMANENT_FAILURE) in script
+    assert script.index("adapter_config.json") < script.index(".modelyard-complete")
+    assert rank_check_sh(PERMANENT_FAILURE) in s3["command"][2]
+    assert {"name": "MAX_LORA_RANK", "value": "64"} in hf["env"] and {
+        "name": "MAX_LORA_RANK",
+        "value": "64",
+    } in s3["env"]
+    assert "adapter_config.json" not in base["command"][2] and "MAX_LORA_RANK" not in str(base["env"])

@@ -20,6 +20,8 @@ from modelyard.api.model_deployment import ModelDeploymentSpec, ModelSpec, Sourc
 
 #: Where pvc:// adapters on claims other than the base model's are mounted in the serving pod.
 ADAPTERS_MOUNT = "/adapters"
+#: The environment variable the download step reads the rank limit (spec.lora.maxRank) from.
+RANK_ENV = "MAX_LORA_RANK"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,36 @@ def claim_volumes(claims: list[AdapterClaim]) -> tuple[list[dict[str, Any]], lis
     ]
     mounts = [{"name": c.volume, "mountPath": c.mount_path, "readOnly": True} for c in claims]
     return volumes, mounts
+
+
+def rank_check_py(exit_code: int) -> str:
+    """Python appended to an hf:// adapter's download step (``target`` and ``sys`` in scope): a directory
+    without a PEFT ``adapter_config.json``, or with a rank ``r`` above ``$MAX_LORA_RANK``, exits ``exit_code``
+    with the reason, instead of a server that crash-loops when vLLM refuses to load the adapter."""
+    return (
+        "import json\n"
+        "limit = int(os.environ['" + RANK_ENV + "'])\n"
+        "try:\n"
+        "    rank = int(json.loads(pathlib.Path(target, 'adapter_config.json').read_text())['r'])\n"
+        "except (OSError, ValueError, KeyError, TypeError) as exc:\n"
+        "    print(f'not a PEFT LoRA adapter (adapter_config.json with r): {exc}', file=sys.stderr)\n"
+        f"    sys.exit({exit_code})\n"
+        "if rank > limit:\n"
+        "    print(f'adapter rank {rank} exceeds spec.lora.maxRank {limit}', file=sys.stderr)\n"
+        f"    sys.exit({exit_code})\n"
+    )
+
+
+def rank_check_sh(exit_code: int) -> str:
+    """The same check as a shell step of an s3:// adapter's download (the AWS CLI image has no Python of
+    its own on the path): ``r`` read from ``$TARGET/adapter_config.json`` with grep."""
+    config = '"$TARGET/adapter_config.json"'
+    return (
+        f"&& {{ r=$(grep -o '\"r\"[[:space:]]*:[[:space:]]*[0-9][0-9]*' {config} | grep -o '[0-9]*$') "
+        f"|| {{ echo 'not a PEFT LoRA adapter (adapter_config.json with r)' >&2; exit {exit_code}; }}; "
+        f'[ "$r" -le "${RANK_ENV}" ] '
+        f'|| {{ echo "adapter rank $r exceeds spec.lora.maxRank ${RANK_ENV}" >&2; exit {exit_code}; }}; }} '
+    )
 
 
 def lora_args(spec: ModelDeploymentSpec, paths: dict[str, str]) -> list[str]:

@@ -27,7 +27,16 @@ from modelyard.planning.catalog import GPU_TYPES, MODELS, TIKTOKEN_ENCODINGS, To
 from modelyard.planning.spec import nim_tag
 
 from . import leader_worker_set as lws
-from .adapters import adapter_claims, adapter_model, adapter_path, claim_volumes, lora_args
+from .adapters import (
+    RANK_ENV,
+    adapter_claims,
+    adapter_model,
+    adapter_path,
+    claim_volumes,
+    lora_args,
+    rank_check_py,
+    rank_check_sh,
+)
 from .common import (
     HTTPS_PORT,
     Manifest,
@@ -277,7 +286,7 @@ class _Context:
             m.scheme is SourceScheme.S3 and m.role_arn is not None for m in adapters.values()
         )
         steps = [("download", self._download_command())] + [
-            (name, self._download_command(model, weights_path(self.spec, model), encodings=False))
+            (name, self._download_command(model, weights_path(self.spec, model), adapter=True))
             for name, model in adapters.items()
         ]
         containers = [
@@ -338,14 +347,16 @@ class _Context:
         }
 
     def _download_command(
-        self, model: ModelSpec | None = None, target: str | None = None, *, encodings: bool = True
+        self, model: ModelSpec | None = None, target: str | None = None, *, adapter: bool = False
     ) -> dict[str, Any]:
-        """The download step of ``model`` (the base model unless given) into ``target``; the base model's
-        step also fetches its tokenizer encodings."""
+        """The download step of ``model`` (the base model unless given) into ``target``. The base model's
+        step also fetches its tokenizer encodings; an adapter's checks its rank against spec.lora.maxRank."""
         model = model or self.spec.model
         target = target or weights_path(self.spec)
         env: list[dict[str, Any]] = [{"name": "HOME", "value": "/tmp"}]
-        tokenizers = tokenizer_encodings(self.plan) if encodings else []
+        if adapter:
+            env.append({"name": RANK_ENV, "value": str(self.spec.lora.max_rank)})
+        tokenizers = [] if adapter else tokenizer_encodings(self.plan)
         if tokenizers:
             env.append(
                 {
@@ -369,6 +380,7 @@ class _Context:
                 "    print(f'{type(exc).__name__}: {exc}', file=sys.stderr)\n"
                 f"    sys.exit({PERMANENT_FAILURE})\n"
                 + (_FETCH_ENCODINGS_PY if tokenizers else "")
+                + (rank_check_py(PERMANENT_FAILURE) if adapter else "")
                 + f"pathlib.Path(target, '{COMPLETE_MARKER}').touch()\n"
             )
             env += [
@@ -394,6 +406,7 @@ class _Context:
                     _S3_SYNC_SH
                     + "true "
                     + "".join(_fetch_encoding_sh(e) for e in tokenizers)
+                    + (rank_check_sh(PERMANENT_FAILURE) if adapter else "")
                     + f'&& touch "$TARGET/{COMPLETE_MARKER}" && echo "downloaded $SOURCE to $TARGET"',
                 ],
                 "env": [*env, {"name": "SOURCE", "value": model.source}, {"name": "TARGET", "value": target}],
