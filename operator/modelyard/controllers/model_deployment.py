@@ -334,7 +334,8 @@ def lws_availability(server: dict[str, Any], desired: int) -> tuple[Cond, tuple[
     if own is not None and own.get("status") == "True" and ready >= max(wanted, 1):
         message = f"{ready}/{wanted} groups ready (LeaderWorkerSet {own.get('reason', 'Available')})"
         return Cond.true(AVAILABLE, "MinimumReplicasAvailable", message), (replicas, ready)
-    why = f": {own['message']}" if own is not None and own.get("message") else ""
+    current = next((c for c in status.get("conditions") or [] if c.get("status") == "True"), None)
+    why = f": {current['message']}" if current is not None and current.get("message") else ""
     message = f"{ready}/{wanted} groups ready{why}"
     return Cond.false(AVAILABLE, "Progressing", message), (replicas, ready)
 
