@@ -81,6 +81,16 @@ def load_example(name: str) -> dict[str, Any]:
     return result
 
 
+def load_examples() -> list[dict[str, Any]]:
+    """Every object of every file in examples/ (a file may hold several documents)."""
+    return [
+        doc
+        for path in sorted((ROOT / "examples").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
+
+
 def create(custom: client.CustomObjectsApi, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
     plural = body["kind"].lower() + ("s" if not body["kind"].endswith("y") else "")
     plural = {"routepolicy": "routepolicies"}.get(body["kind"].lower(), plural)

@@ -46,7 +46,7 @@ from modelyard.api import GROUP, VERSION, ModelDeployment, ProviderBinding, Rout
 from modelyard.controllers.common import INVALID_SPEC, READY
 from modelyard_sandbox import Ports, Sandbox
 from tests.conftest import _fresh_namespace
-from tests.controllers.conftest import ROOT, condition, install_crds, load_example
+from tests.controllers.conftest import ROOT, condition, install_crds, load_examples
 
 pytestmark = [
     pytest.mark.sandbox,
@@ -275,9 +275,9 @@ def strategies() -> st.SearchStrategy[Case]:
     schemas = {kind.KIND: crd_spec_schema(kind) for kind in KINDS}
     fields = {kind: sorted(paths(schema)) for kind, schema in schemas.items()}
     examples: dict[str, list[dict[str, Any]]] = {kind.KIND: [] for kind in KINDS}
-    for path in sorted((ROOT / "examples").glob("*.yaml")):
-        body = load_example(path.name)
-        examples[body["kind"]].append(body)
+    for body in load_examples():
+        if body["kind"] in examples:
+            examples[body["kind"]].append(body)
 
     @st.composite
     def field_broken(draw: st.DrawFn, kind: str) -> Case:
