@@ -11,7 +11,7 @@ from ipaddress import ip_network
 from modelyard.api import DataClassification
 from modelyard.api.policy import ClusterPolicy
 from modelyard.render.gateway import LITELLM_IMAGE
-from modelyard.render.model_deployment import AWS_CLI_IMAGE, VLLM_IMAGE
+from modelyard.render.model_deployment import AWS_CLI_IMAGE, OLLAMA_IMAGE, VLLM_IMAGE
 
 PREFIX = "MODELYARD_"
 TRUE = ("1", "true", "yes", "on")
@@ -26,6 +26,7 @@ class Settings:
     policy: ClusterPolicy = field(default_factory=ClusterPolicy)
     vllm_image: str = VLLM_IMAGE
     aws_cli_image: str = AWS_CLI_IMAGE
+    ollama_image: str = OLLAMA_IMAGE
     litellm_image: str = LITELLM_IMAGE
     #: Azure Resource Manager: where ProviderBinding verification reads accounts, and the token scope for it
     #: (sovereign clouds differ, e.g. https://management.usgovcloudapi.net).
@@ -42,7 +43,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """``MODELYARD_ALLOW_STATIC_CREDENTIALS``, ``MODELYARD_REQUIRE_PRIVATE_CONNECTIVITY_FROM``,
         ``MODELYARD_ALLOWED_REGIONS`` (comma-separated), ``MODELYARD_PUBLIC_API_MAX_CLASSIFICATION``,
-        ``MODELYARD_CLUSTER_CIDRS`` (comma-separated), ``MODELYARD_{VLLM,AWS_CLI,LITELLM}_IMAGE``,
+        ``MODELYARD_CLUSTER_CIDRS`` (comma-separated), ``MODELYARD_{VLLM,AWS_CLI,OLLAMA,LITELLM}_IMAGE``,
         ``MODELYARD_AZURE_RESOURCE_MANAGER_URL``, ``MODELYARD_AZURE_RESOURCE_MANAGER_SCOPE`` and
         ``MODELYARD_HOSTS_FILE``."""
         values = os.environ if env is None else env
@@ -68,6 +69,7 @@ class Settings:
             policy=policy,
             vllm_image=get("VLLM_IMAGE", VLLM_IMAGE),
             aws_cli_image=get("AWS_CLI_IMAGE", AWS_CLI_IMAGE),
+            ollama_image=get("OLLAMA_IMAGE", OLLAMA_IMAGE),
             litellm_image=get("LITELLM_IMAGE", LITELLM_IMAGE),
             azure_resource_manager_url=get("AZURE_RESOURCE_MANAGER_URL", AZURE_RESOURCE_MANAGER_URL),
             azure_resource_manager_scope=get("AZURE_RESOURCE_MANAGER_SCOPE", AZURE_RESOURCE_MANAGER_SCOPE),

@@ -37,10 +37,12 @@ from .common import (
     cel_rules,
     label_map,
 )
+from .ollama import RULES as OLLAMA_RULES
+from .ollama import CpuResources, OllamaSpec, check_ollama
 
 #: A storage quantity above zero (a claim of 0 is refused by Kubernetes): some digit is not 0.
 QUANTITY = r"^([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"
-MODEL_SOURCE = r"^(hf|s3|pvc|ngc)://[^\s]+$"
+MODEL_SOURCE = r"^(hf|s3|pvc|ngc|ollama)://[^\s]+$"
 #: A TCP port, 0-65535.
 PORT = r"([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 _H16 = r"[0-9A-Fa-f]{1,4}"
@@ -111,6 +113,7 @@ MIN_LE_MAX = Rule(
 class Engine(StrEnum):
     VLLM = "vllm"
     NIM = "nim"
+    OLLAMA = "ollama"
 
 
 class Dtype(StrEnum):
@@ -136,6 +139,7 @@ class SourceScheme(StrEnum):
     S3 = "s3"
     PVC = "pvc"
     NGC = "ngc"
+    OLLAMA = "ollama"
 
 
 MAX_NODES_PER_REPLICA = 4
@@ -217,8 +221,9 @@ class ModelSpec(ApiModel):
     source: str = Field(
         description=(
             "Where the weights come from: hf://ORG/NAME (Hugging Face), s3://BUCKET/PREFIX (through the "
-            "pod's IRSA identity), ngc://nim/ORG/NAME[:TAG] (NVIDIA NGC, for NIM) or pvc://CLAIM[/PATH] "
-            "(an existing claim, for air-gapped clusters)."
+            "pod's IRSA identity), ngc://nim/ORG/NAME[:TAG] (NVIDIA NGC, for NIM), ollama://NAME:TAG (the "
+            "Ollama library, for engine ollama; hf://ORG/REPO/FILE.gguf is a GGUF file for it) or "
+            "pvc://CLAIM[/PATH] (an existing claim, for air-gapped clusters)."
         ),
         max_length=512,
         pattern=MODEL_SOURCE,
@@ -497,9 +502,14 @@ class ModelDeploymentSpec(ApiModel):
         ADAPTER_NOT_ABOVE_BASE,
         ADAPTER_NOT_BASE_NAME,
         PVC_MODEL_PVC_ADAPTERS,
+        *OLLAMA_RULES,
     )
 
-    engine: Engine = Field(default=Engine.VLLM, description="Inference engine: vllm or nim.")
+    engine: Engine = Field(
+        default=Engine.VLLM,
+        description="Inference engine: vllm or nim (GPUs), or ollama (GGUF models on CPU nodes, for "
+        "prototypes; with gpu set it uses those GPUs).",
+    )
     image: str | None = Field(
         default=None,
         description="Engine image; a pinned vllm/vllm-openai, or the model's nvcr.io/nim image for NIM.",
@@ -511,9 +521,16 @@ class ModelDeploymentSpec(ApiModel):
         max_length=8,
     )
     model: ModelSpec = Field(description="The model to serve.")
-    gpu: GpuSpec = Field(description="GPUs per replica.")
+    gpu: GpuSpec | None = Field(
+        default=None, description="GPUs per replica (required for vllm and nim; optional for ollama)."
+    )
     serving: ServingSpec = Field(default_factory=ServingSpec, description="Engine memory settings.")
     nim: NimSpec = Field(default_factory=NimSpec, description="NIM settings (engine: nim).")
+    ollama: OllamaSpec | None = Field(default=None, description="Ollama settings (engine: ollama).")
+    resources: CpuResources | None = Field(
+        default=None,
+        description="CPU and memory of each replica (engine: ollama); unset, from the capacity plan.",
+    )
     replicas: int | None = Field(
         default=None,
         description="Fixed replica count (default 1). Exclusive with autoscaling.",
@@ -544,6 +561,17 @@ class ModelDeploymentSpec(ApiModel):
             raise ValueError(NGC_NEEDS_NIM.message)
         if self.engine is Engine.NIM and self.model.scheme is SourceScheme.HF:
             raise ValueError(NIM_NOT_HF.message)
+        check_ollama(
+            engine=self.engine.value,
+            source=self.model.source,
+            has_gpu=self.gpu is not None,
+            serving_quantization=self.serving.quantization,
+            serving_extra_args=self.serving.extra_args,
+            serving_kv_cache_dtype=self.serving.kv_cache_dtype.value,
+            has_settings=self.ollama is not None or self.resources is not None,
+            max_nodes=self.gpu.max_nodes_per_replica if self.gpu is not None else None,
+            has_autoscaling=self.autoscaling is not None,
+        )
         check_adapters(
             self.adapters,
             engine=self.engine.value,

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelyard.api.crd import all_crds
-from modelyard.api.model_deployment import MAX_NODES_PER_REPLICA, Dtype, ModelDeployment
+from modelyard.api.model_deployment import MAX_NODES_PER_REPLICA, Dtype, Engine, ModelDeployment
 from modelyard.errors import Infeasible, UserError
 from modelyard.manifests import load
 from modelyard.planning.capacity import format_plan_table, plan
 from modelyard.planning.catalog import GPU_TYPES, lookup_gpu, lookup_model
+from modelyard.planning.gguf import format_ollama_plan, plan_ollama
 from modelyard.planning.spec import plan_deployment
 from modelyard.render.common import to_yaml
 from modelyard.render.offline import render_manifests
@@ -120,7 +121,11 @@ def _plan_files(target: Path) -> int:
         print(("\n" if index else "") + f"# {manifest.ref} ({manifest.path}:{manifest.line})")
         assert isinstance(manifest.obj, ModelDeployment)
         try:
-            print(format_plan_table(plan_deployment(manifest.obj.spec)))
+            spec = manifest.obj.spec
+            if spec.engine is Engine.OLLAMA:
+                print(format_ollama_plan(plan_ollama(spec)))
+            else:
+                print(format_plan_table(plan_deployment(spec)))
         except Infeasible as exc:
             infeasible += 1
             print(f"does not fit: {exc}")

@@ -195,7 +195,7 @@ class _Reconcile(Owner[ModelDeployment]):
             await self._finish([Cond.false(PLANNED, "InvalidSpec", str(exc))], phase=Phase.FAILED)
             return
         planned = Cond.true(PLANNED, "Planned", _plan_message(plan))
-        images = Images(self.settings.vllm_image, self.settings.aws_cli_image)
+        images = Images(self.settings.vllm_image, self.settings.aws_cli_image, self.settings.ollama_image)
         children = render_model_deployment(md, plan, images)
         trust = () if strict else _UNREAD_KINDS
         failed = await self.apply_children([*children.base, *children.cache], trust_known=trust)

@@ -15,10 +15,13 @@ from modelyard.errors import UserError
 
 from .capacity import InvalidPlanRequest, Plan, plan
 from .catalog import GPU_TYPES, MODELS, GpuType, ModelArch, lookup_gpu, lookup_model
+from .gguf import plan_ollama
 from .lora import LoraLimits, lora_bytes_per_gpu
 
 
 def gpu_for(spec: ModelDeploymentSpec) -> GpuType:
+    if spec.gpu is None:
+        raise UserError(f"spec.gpu: required for engine {spec.engine.value}")
     gpu = lookup_gpu(spec.gpu.type)
     if gpu is None:
         raise UserError(f"spec.gpu.type: unknown GPU type {spec.gpu.type!r} (known: {', '.join(GPU_TYPES)})")
@@ -59,6 +62,8 @@ def nim_tag(spec: ModelDeploymentSpec) -> str:
 
 def plan_deployment(spec: ModelDeploymentSpec) -> Plan:
     """Plan ``spec`` or raise :class:`UserError` (bad input) / :class:`Infeasible` (does not fit)."""
+    if spec.engine is Engine.OLLAMA:  # GGUF on CPU (planning/gguf.py)
+        return plan_ollama(spec).to_plan()
     if spec.model.scheme is SourceScheme.NGC:
         nim_tag(spec)
     arch, gpu = arch_for(spec), gpu_for(spec)
@@ -71,10 +76,10 @@ def plan_deployment(spec: ModelDeploymentSpec) -> Plan:
             dtype=serving.dtype.value,
             quantization=serving.quantization.value if serving.quantization else None,
             gpu_memory_utilization=serving.gpu_memory_utilization,
-            gpu_count=spec.gpu.count,
+            gpu_count=spec.gpu.count if spec.gpu else None,
             kv_cache_dtype=serving.kv_cache_dtype.value,
             lora_bytes_per_gpu=_lora_bytes(spec, arch),
-            max_nodes=spec.gpu.max_nodes_per_replica or MAX_NODES_PER_REPLICA,
+            max_nodes=(spec.gpu.max_nodes_per_replica if spec.gpu else None) or MAX_NODES_PER_REPLICA,
         )
     except InvalidPlanRequest as exc:
         raise UserError(f"spec: {exc}") from exc

@@ -79,6 +79,10 @@ VLLM_VERSION = "0.33.0"
 #: Pinned engine images; overridable per ModelDeployment with ``spec.image``.
 VLLM_IMAGE = f"vllm/vllm-openai:v{VLLM_VERSION}"
 AWS_CLI_IMAGE = "amazon/aws-cli:2.31.13"
+OLLAMA_VERSION = "0.17.4"
+#: engine: ollama (render/ollama.py): the upstream image of the pinned release; the sandbox runs its own
+#: build of the same release (hack/images/ollama.sh)
+OLLAMA_IMAGE = f"docker.io/ollama/ollama:{OLLAMA_VERSION}"
 COMPLETE_MARKER = ".modelyard-complete"
 GPU_RESOURCE = "nvidia.com/gpu"
 #: Metric the HorizontalPodAutoscaler targets, as each engine exports it to Prometheus.
@@ -112,6 +116,7 @@ class Images:
 
     vllm: str = VLLM_IMAGE
     aws_cli: str = AWS_CLI_IMAGE
+    ollama: str = OLLAMA_IMAGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +140,12 @@ def render_model_deployment(
     md: ModelDeployment, plan: Plan, images: Images = Images()
 ) -> ModelDeploymentChildren:
     """All children of ``md`` for the capacity ``plan``."""
-    ctx = _Context(md, plan, images)
+    if md.spec.engine is Engine.OLLAMA:  # GGUF on CPU: its own download Job and pod (render/ollama.py)
+        from .ollama import OllamaContext  # noqa: PLC0415 (render/ollama.py builds on this module)
+
+        ctx: _Context = OllamaContext(md, plan, images)
+    else:
+        ctx = _Context(md, plan, images)
     cache = [] if md.spec.model.scheme is SourceScheme.PVC else [ctx.pvc(), ctx.download_job()]
     # a plan spanning nodes is served by a LeaderWorkerSet (render/leader_worker_set.py)
     serving = [ctx.leader_worker_set() if plan.multi_node else ctx.deployment()]
