@@ -8,6 +8,7 @@
 #   gateway             modelyard.render.gateway.LITELLM_IMAGE     litellm[proxy]==LITELLM_VERSION from PyPI
 #   test-model-server   localhost/modelyard/test-model-server:<h>  test-model-server/, Python stdlib only
 #   aws-cli             localhost/modelyard/aws-cli:<h>            awscli (v1, pinned in aws-cli.Containerfile) from PyPI
+#   ollama              localhost/modelyard/ollama:<v>-<h>         Ollama's Go module, CPU build (ollama.sh), on the base
 #
 # Each image is one docker-archive tarball (RepoTags = its reference, so `ctr -n k8s.io images import` names
 # it) under ${MODELYARD_CACHE:-$HOME/.cache/modelyard}/images/, named after a hash of its inputs: an image
@@ -255,6 +256,17 @@ build_aws_cli() {
   buildah_image aws-cli "$ref" "$here" --file "$here/aws-cli.Containerfile"
 }
 
+build_ollama() { # the CPU build of hack/images/ollama.sh (cached; about 15 min cold) on the base
+  local bin version hash ref
+  log "ollama: the binary (hack/images/ollama.sh; built once, cached)"
+  bin="$("$here/ollama.sh" | tail -n 1)"
+  version="$(sed -n 's/^OLLAMA_VERSION=//p' "$here/ollama.sh")"
+  hash="$(hash_inputs "$base_hash" hack/images/ollama.Containerfile "$(sha256sum <"$bin")")"
+  ref="localhost/modelyard/ollama:$version-$hash"
+  done_or_build ollama "$ref" "$hash" && return
+  buildah_image ollama "$ref" "$(dirname "$bin")" --file "$here/ollama.Containerfile"
+}
+
 write_index() {
   local role entries=()
   for role in "$@"; do
@@ -280,7 +292,7 @@ EOF
 
 main() { # main [ROLE...]: every image by default
   local roles=("$@") role
-  ((${#roles[@]})) || roles=(pause base operator gateway test-model-server aws-cli coredns)
+  ((${#roles[@]})) || roles=(pause base operator gateway test-model-server aws-cli ollama coredns)
   if ((EUID != 0)); then
     echo "make images needs root (apt-get, mmdebstrap's chroot, buildah's storage)" >&2
     exit 2
@@ -295,7 +307,7 @@ main() { # main [ROLE...]: every image by default
   for role in "${roles[@]}"; do
     case "$role" in
       base) build_base ;;
-      operator | gateway | test-model-server | aws-cli)
+      operator | gateway | test-model-server | aws-cli | ollama)
         [[ -n "${base_hash:-}" ]] || { build_base && built base; }
         "build_${role//-/_}"
         ;;

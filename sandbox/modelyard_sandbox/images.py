@@ -27,8 +27,12 @@ TEST_MODEL_SERVER = "test-model-server"
 #: The s3:// download Job's image (the AWS CLI, v1 from PyPI): not the amazon/aws-cli image modelyard names by
 #: default, so a sandbox operator is given it with MODELYARD_AWS_CLI_IMAGE.
 AWS_CLI = "aws-cli"
+#: engine: ollama's server (a CPU build of Ollama's pinned release): not the docker.io/ollama/ollama image
+#: modelyard names by default, so sandbox ModelDeployments name it in spec.image (or the operator gets it with
+#: MODELYARD_OLLAMA_IMAGE).
+OLLAMA = "ollama"
 #: Every image ``make images`` builds, in the order a node needs them.
-ROLES = (PAUSE, COREDNS, OPERATOR, GATEWAY, TEST_MODEL_SERVER, AWS_CLI)
+ROLES = (PAUSE, COREDNS, OPERATOR, GATEWAY, TEST_MODEL_SERVER, AWS_CLI, OLLAMA)
 
 IMAGES_DIR = "images"
 INDEX_FILE = "index.json"
