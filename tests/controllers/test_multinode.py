@@ -104,3 +104,44 @@ def test_deepseek_r1_example_is_served_by_a_leader_worker_set_across_two_nodes(
         )
         wait_for(lambda: get_lws(custom, namespace, "deepseek-r1") is None, 60, "the LeaderWorkerSet deleted")
         wait_for(lambda: lws_pods(k8s, namespace, "deepseek-r1") == [], 60, "its pods deleted")
+
+
+def test_a_plan_that_moves_between_one_node_and_several_swaps_the_server(
+    k8s: Any, custom: Any, namespace: str, run_operator: Any, wait_for: Any
+) -> None:
+    """Llama-3.1-70B fits one H100 node (a Deployment, TP 2); 405B in bf16 needs two (a LeaderWorkerSet):
+    changing the model replaces one server with the other, and back."""
+    hf_secret(k8s, namespace)
+    body = load_example("llama-405b-multinode.yaml")
+    body["metadata"]["name"] = "llama"
+    body["spec"]["model"]["source"] = "hf://meta-llama/Llama-3.1-70B-Instruct"
+    body["spec"]["cache"]["size"] = "1Ti"  # one claim for both (a bound claim's size cannot change here)
+    apps = client.AppsV1Api(k8s)
+
+    def deployments() -> list[str]:
+        return [d.metadata.name for d in apps.list_namespaced_deployment(namespace).items]
+
+    def patch_source(size: str) -> None:
+        source = f"hf://meta-llama/Llama-3.1-{size}-Instruct"
+        custom.patch_namespaced_custom_object(
+            "modelyard.dev",
+            "v1alpha1",
+            namespace,
+            "modeldeployments",
+            "llama",
+            {"spec": {"model": {"source": source}}},
+        )
+
+    with run_operator():
+        create(custom, namespace, body)
+        wait_for(lambda: deployments() == ["llama"], 60, "the one-node Deployment")
+        assert get_lws(custom, namespace, "llama") is None
+        patch_source("405B")
+
+        wait_for(lambda: get_lws(custom, namespace, "llama") is not None, 60, "the LeaderWorkerSet")
+        wait_for(lambda: deployments() == [], 60, "the Deployment deleted")
+        assert get_md(custom, namespace, "llama")["status"]["plan"]["nodesPerReplica"] == 2
+        patch_source("70B")
+        wait_for(lambda: deployments() == ["llama"], 60, "the Deployment again")
+        wait_for(lambda: get_lws(custom, namespace, "llama") is None, 60, "the LeaderWorkerSet deleted")
+        wait_for(lambda: lws_pods(k8s, namespace, "llama") == [], 60, "its pods deleted")

@@ -246,13 +246,15 @@ class _Reconcile(Owner[ModelDeployment]):
 
     async def _remove_other_server(self, plan: Plan) -> Cond | None:
         """A plan that moved between one node and several: delete the Deployment a LeaderWorkerSet replaced,
-        or the LeaderWorkerSet a Deployment replaced (its pods go with it). Only what this object owned
-        before is looked for: the server kind its last status' plan implies."""
-        before = (self.status.get("plan") or {}).get("nodesPerReplica") or 1
-        if (before > 1) == plan.multi_node:
-            return None
+        or the LeaderWorkerSet a Deployment replaced (its pods go with it), if one exists (the watch cache
+        holds both kinds; without it, a GET)."""
         api_version, kind = ("apps/v1", "Deployment") if plan.multi_node else (lws.API_VERSION, lws.KIND)
         try:
+            if self.watched is not None:
+                if self.watched.get(kind, self.namespace, self.name) is None:
+                    return None
+            elif await self.kube.get(api_version, kind, self.namespace, self.name) is None:
+                return None
             await self.kube.delete(api_version, kind, self.namespace, self.name)
         except ApiError as exc:
             if exc.status != 404:  # no LeaderWorkerSet CRD: nothing of that kind can exist
