@@ -40,6 +40,10 @@ PLURALS = {
 }
 
 
+#: examples/ whose plan spans two nodes (deepseek-r1-multinode.yaml, llama-405b-multinode.yaml)
+MULTI_NODE_EXAMPLES = {"deepseek-r1", "llama-405b"}
+
+
 def _examples() -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = []
     for path in sorted((ROOT / "examples").glob("*.yaml")):
@@ -148,7 +152,14 @@ def test_the_chart_runs_the_operator_on_the_real_node_and_it_reconciles_every_ex
 
     for doc in examples:
         wait_for(lambda d=doc: reconciled(d), RECONCILE_TIMEOUT_S, f"{doc['kind']} {doc['metadata']['name']}")
-    models = [d for d in examples if d["kind"] == "ModelDeployment"]
+    # Models planned across nodes (two 8-GPU nodes each) are served by a LeaderWorkerSet; this sandbox runs
+    # no LWS controller and its 16 kwok GPUs are the other examples': they are reconciled (above), not served.
+    # tests/controllers/test_multinode.py serves one.
+    models = [
+        d
+        for d in examples
+        if d["kind"] == "ModelDeployment" and d["metadata"]["name"] not in MULTI_NODE_EXAMPLES
+    ]
     for doc in models:  # the download Job follows the GPU placement to a kwok node, and kwok completes it
         wait_for(
             lambda d=doc: _condition(get(d), "ModelCached") == "True",
