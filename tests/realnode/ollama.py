@@ -107,5 +107,9 @@ def ready_ollama_pod(k8s: client.ApiClient, namespace: str, name: str) -> client
 
 def chat_requests_logged(k8s: client.ApiClient, pod: client.V1Pod) -> int:
     """How many chat completions the Ollama pod has answered, from its own log."""
-    log = client.CoreV1Api(k8s).read_namespaced_pod_log(pod.metadata.name, pod.metadata.namespace)
+    # raw bytes: the client would hand back a repr() of a log holding the CLI's progress spinner
+    response = client.CoreV1Api(k8s).read_namespaced_pod_log(
+        pod.metadata.name, pod.metadata.namespace, _preload_content=False
+    )
+    log = response.data.decode(errors="replace")
     return sum(1 for line in log.splitlines() if CHAT_LOG_LINE in line and "| 200 |" in line)
