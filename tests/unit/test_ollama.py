@@ -279,3 +279,30 @@ def test_ollama_with_gpus_requests_them() -> None:
     pod = deployment["spec"]["template"]["spec"]
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert pod["nodeSelector"]["nvidia.com/gpu.product"] == "NVIDIA-L4"
+
+
+# --- examples/lifecycle ----------------------------------------------------------------------------------
+def test_lifecycle_examples_keep_the_route_names_and_confidential_data_off_the_prototype() -> None:
+    """``modelyard render -f examples/lifecycle``: the prototype's gateway serves "chat" from Ollama and
+    leaves the confidential "contracts" route out (its only backend is cleared for public data); production
+    serves both names from vLLM with Bedrock as the fallback."""
+    rendered = subprocess.run(
+        [sys.executable, "-m", "modelyard.cli.main", "render", "-f", str(LIFECYCLE)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    configs = {
+        obj["metadata"]["namespace"]: yaml.safe_load(obj["data"]["config.yaml"])
+        for obj in yaml.safe_load_all(rendered)
+        if obj and obj["kind"] == "ConfigMap" and "config.yaml" in obj.get("data", {})
+    }
+    routes = {
+        namespace: {entry["model_name"]: entry["litellm_params"] for entry in config["model_list"]}
+        for namespace, config in configs.items()
+    }
+    assert set(routes["prototype"]) == {"chat"}
+    assert routes["prototype"]["chat"]["api_base"] == "http://qwen-proto.prototype.svc:8000/v1"
+    assert routes["prototype"]["chat"]["model"] == "openai/qwen2.5:7b"  # Ollama's OpenAI-compatible API
+    assert {name.split("@")[0] for name in routes["production"]} == {"chat", "contracts"}
+    assert routes["production"]["chat@fallback-1"]["model"].startswith("bedrock/")
