@@ -9,6 +9,9 @@
     hack/demo.py serve NAMESPACE        the test model server and a RoutePolicy on the sandbox's real node,
                                         then one chat completion through the gateway, printed (KUBECONFIG
                                         names the sandbox)
+    hack/demo.py ollama NAMESPACE       the tiny GGUF model served by Ollama (CPU) on the real node and a
+                                        RoutePolicy; one question answered through the gateway with its
+                                        token counts, and how to point another client at it
 
 AWS is moto's server; Azure is the tests' HTTPS fake of Entra ID and Resource Manager (no Azure emulator
 exists). Both are seeded with the tests' own helpers from what the example files say (role, region, resource
@@ -36,7 +39,7 @@ import yaml
 
 from modelyard.api.provider_binding import ProviderBinding
 from modelyard.cloud.aws import STS_AUDIENCE
-from modelyard.render.gateway import master_key_secret
+from modelyard.render.gateway import gateway_name, master_key_secret
 from modelyard_sandbox.components import ISSUER
 from modelyard_sandbox.nodes import KWOK_ANNOTATION
 
@@ -54,6 +57,9 @@ AZURE_PRIVATE_ADDRESS = "10.1.0.5"
 MODEL, POLICY, ROUTE = "tiny", "tiny-gateway", "chat"
 PROMPT = "Which network did this answer cross?"
 FIRST_ANSWER_TIMEOUT_S = 120.0
+#: engine: ollama on the real node (hack/demo.py ollama): the lifecycle's prototype gateway and route.
+OLLAMA_MODEL, LIFECYCLE_POLICY = "tiny-ollama", "llm-gateway"
+OLLAMA_PROMPT = "What runs this model?"
 #: Context managers this process enters and never leaves (see serve).
 _HELD: list[Any] = []
 
@@ -281,6 +287,86 @@ def serve(namespace: str) -> int:
     return 0
 
 
+def serve_ollama(namespace: str) -> int:
+    """engine: ollama on the real node: the project's tiny GGUF on a claim, served by Ollama (the image make
+    images built from Ollama's Go module), a RoutePolicy in front; one question answered through the gateway
+    with its token counts, and how to point another client at it."""
+    import openai  # noqa: PLC0415
+    from kubernetes import client, config  # noqa: PLC0415
+    from tests.realnode import ollama, serving  # noqa: PLC0415
+
+    config.load_kube_config()
+    k8s = client.ApiClient()
+    core, custom = client.CoreV1Api(k8s), client.CustomObjectsApi(k8s)
+    with contextlib.suppress(client.ApiException):  # exists already: a second `make demo`
+        core.create_namespace({"metadata": {"name": namespace}})
+    started = time.monotonic()
+    deployments = custom.list_namespaced_custom_object(
+        serving.GROUP, serving.VERSION, namespace, "modeldeployments"
+    )["items"]
+    if any(d["metadata"]["name"] == OLLAMA_MODEL for d in deployments):
+        pod = ollama.ready_ollama_pod(k8s, namespace, OLLAMA_MODEL)
+    else:
+        pod = ollama.serve_ollama(k8s, namespace, OLLAMA_MODEL)
+    print(
+        f"ModelDeployment {namespace}/{OLLAMA_MODEL} (engine ollama, CPU): pod {pod.metadata.name} Ready on "
+        f"node {pod.spec.node_name} after {time.monotonic() - started:.0f}s: model {ollama.SERVED!r} created "
+        f"from the tiny GGUF on its claim and loaded (image {pod.spec.containers[0].image})"
+    )
+    policies = custom.list_namespaced_custom_object(
+        serving.GROUP, serving.VERSION, namespace, "routepolicies"
+    )
+    if not any(p["metadata"]["name"] == LIFECYCLE_POLICY for p in policies["items"]):
+        route = {
+            "model": ROUTE,
+            "dataClassification": "public",
+            "backends": [{"modelDeploymentRef": OLLAMA_MODEL}],
+        }
+        serving.create(k8s, namespace, serving.route_policy(LIFECYCLE_POLICY, [route]))
+    gateway = serving.ready_gateway_pod(k8s, namespace, LIFECYCLE_POLICY)
+    url = serving.gateway_url(k8s, namespace, LIFECYCLE_POLICY)
+    key = serving.master_key(k8s, namespace, LIFECYCLE_POLICY)
+    sdk = openai.OpenAI(base_url=url, api_key=key, max_retries=0, timeout=60)
+    deadline = time.monotonic() + FIRST_ANSWER_TIMEOUT_S
+    while True:
+        try:
+            answer = sdk.chat.completions.create(
+                model=ROUTE, messages=[{"role": "user", "content": OLLAMA_PROMPT}], max_tokens=16
+            )
+            break
+        except openai.APIError as exc:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"no answer from the gateway at {url}: {exc}") from None
+            time.sleep(1)
+    usage = answer.usage
+    print(
+        f"\nthe OpenAI SDK -> {url} (RoutePolicy {namespace}/{LIFECYCLE_POLICY}, gateway pod "
+        f"{gateway.metadata.name}), model {ROUTE!r}, answered by Ollama from the tiny random-weight model:"
+    )
+    print(f"  user:      {OLLAMA_PROMPT}")
+    print(f"  assistant: {answer.choices[0].message.content!r}")
+    if usage is not None:
+        print(
+            f"  tokens:    {usage.prompt_tokens} prompt + {usage.completion_tokens} completion = "
+            f"{usage.total_tokens} (counted by Ollama's tokenizer)"
+        )
+    secret = master_key_secret(LIFECYCLE_POLICY)
+    service = gateway_name(LIFECYCLE_POLICY)
+    print(
+        "\npoint your own client at it (the OpenAI SDK, LangChain and LangGraph read these two variables):\n"
+        f"  export KUBECONFIG={os.environ.get('KUBECONFIG', '~/.kube/config')}\n"
+        f"  export OPENAI_BASE_URL=http://$(kubectl -n {namespace} get svc {service} "
+        "-o jsonpath='{.spec.clusterIP}'):4000/v1\n"
+        f"  export OPENAI_API_KEY=$(kubectl -n {namespace} get secret {secret} "
+        "-o jsonpath='{.data.masterKey}' | base64 -d)\n"
+        f'  python -c \'import openai; print(openai.OpenAI().chat.completions.create(model="{ROUTE}", '
+        'messages=[{"role": "user", "content": "hi"}], max_tokens=8))\'\n'
+        "(the gateway's ClusterIP answers on this machine, which is the real node; on a cluster, "
+        f"kubectl -n {namespace} port-forward svc/{service} 4000:4000 and OPENAI_BASE_URL=http://127.0.0.1:4000/v1)"
+    )
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -292,6 +378,7 @@ def main() -> int:
     for name in ("env", "vpc-endpoint"):
         commands.add_parser(name).add_argument("dir", type=Path)
     commands.add_parser("serve").add_argument("namespace")
+    commands.add_parser("ollama").add_argument("namespace")
     args = parser.parse_args()
     if args.command == "cloud":
         return run_cloud(args.cloud, args.dir)
@@ -304,7 +391,7 @@ def main() -> int:
         return 0
     code = 1
     try:
-        code = serve(args.namespace)
+        code = serve_ollama(args.namespace) if args.command == "ollama" else serve(args.namespace)
     except BaseException as exc:  # serving.py's waits end with pytest.fail (a BaseException)
         print(f"demo: {type(exc).__name__}: {exc}", file=sys.stderr)
     sys.stdout.flush()

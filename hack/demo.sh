@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 dir=$(realpath -m "${MODELYARD_DEMO_DIR:-.sandbox}")
 export KUBECONFIG="$dir/kubeconfig"
 NAMESPACE=tiny  # where the model server and the gateway that really run go
+OLLAMA_NAMESPACE=prototype  # engine: ollama and its gateway, as in docs/lifecycle.md
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 running() { [[ -f "$dir/$1.pid" ]] && kill -0 "$(cat "$dir/$1.pid")" 2>/dev/null; }
@@ -146,6 +147,12 @@ echo "the test model server image (make images) takes the vLLM command line mode
 echo "prompt; its serving Deployment's CPU request is lowered to fit the 2-CPU node, nothing else is changed"
 python hack/demo.py serve "$NAMESPACE"
 kubectl get modelyard,pods -n "$NAMESPACE" -o wide
+
+step "on the real node: Ollama (engine: ollama, CPU) answers with a tiny model through the gateway (namespace $OLLAMA_NAMESPACE)"
+echo "the tiny GGUF (llama architecture, random weights, a real vocabulary; tests/realnode/tiny_gguf.py) is put on a"
+echo "claim; Ollama, built from its Go module by make images, creates the model from it, loads it, then reports Ready"
+python hack/demo.py ollama "$OLLAMA_NAMESPACE"
+kubectl get modelyard,pods -n "$OLLAMA_NAMESPACE" -o wide
 
 printf '\nThe sandbox, the clouds and the operator keep running: KUBECONFIG=%s kubectl get modelyard -A\n' "$KUBECONFIG"
 printf 'Stop them all with: make sandbox-down\n'
