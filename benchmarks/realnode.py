@@ -2,7 +2,8 @@
 the gateway adds to each request.
 
 - ``sandbox up`` with the real node next to 2 kwok GPU nodes (every node Ready), and ``down``;
-- ``make images`` cold (a fresh image cache that borrows only the node binaries, so nothing else is reused)
+- ``make images`` cold (a fresh image cache that borrows only the node binaries and the Ollama binary, so
+  nothing else is reused)
   and warm (nothing changed);
 - the operator pod Ready after ``helm install charts/modelyard`` with the chart's defaults;
 - the gateway's first answer after its RoutePolicy is created (the model server already Ready);
@@ -60,6 +61,8 @@ def _images(figures: Figures) -> None:
     cache = Path(os.environ.get("MODELYARD_CACHE", Path.home() / ".cache" / "modelyard"))
     with tempfile.TemporaryDirectory(prefix="modelyard-bench-images-", dir=cache) as tmp:
         (Path(tmp) / "node-bin").symlink_to(cache / "node-bin")
+        if (cache / "ollama").is_dir():  # the Ollama binary, a compiled input like the node's
+            (Path(tmp) / "ollama").symlink_to(cache / "ollama")
         env = {**os.environ, "MODELYARD_CACHE": tmp}
         for label in ("cold", "warm (nothing changed)"):
             started = time.perf_counter()

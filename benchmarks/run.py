@@ -1,6 +1,6 @@
 """``make bench``: every benchmark in one run, one table, one JSON file.
 
-    python benchmarks/run.py [--only offline,gateway,scale,sandbox,realnode] [--out bench-results.json]
+    python benchmarks/run.py [--only offline,gateway,scale,sandbox,realnode,ollama] [--out bench-results.json]
 
 Sections: Offline (plan and render throughput), Sandbox (control-plane start-up), Gateway compile (a
 200-route RoutePolicy, offline and in the operator, and a binding flip), Scale (N = 100 and 500
@@ -23,6 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import engine_ollama
 import render
 import scale
 from benchlib import ROOT, Figures
@@ -37,6 +38,7 @@ BENCHMARKS: dict[str, Callable[[Figures], None]] = {
     "gateway": gateway.run,
     "scale": scale.run,
     "realnode": realnode.run,
+    "ollama": engine_ollama.run,
 }
 
 
