@@ -78,7 +78,7 @@ def tiny_ollama_model(name: str, source: str, *, classification: str = "public")
                 "name": SERVED,
                 "source": source,
                 "architecture": {
-                    "parameters": 1,  # the GGUF's header decides; the shape sizes the KV cache
+                    "parameters": tiny_gguf.parameters(),
                     "layers": tiny_gguf.LAYERS,
                     "attentionHeads": tiny_gguf.HEADS,
                     "kvHeads": tiny_gguf.KV_HEADS,

@@ -51,6 +51,14 @@ def vocabulary() -> tuple[list[str], list[float], list[int]]:
     return tokens, scores, types
 
 
+def parameters() -> int:
+    """Every weight of the model (embeddings and output untied, norms included)."""
+    vocab, head_dim = len(vocabulary()[0]), EMBEDDING // HEADS
+    attention = 2 * EMBEDDING * HEADS * head_dim + 2 * EMBEDDING * KV_HEADS * head_dim
+    block = 2 * EMBEDDING + attention + 3 * EMBEDDING * FFN
+    return 2 * vocab * EMBEDDING + LAYERS * block + EMBEDDING
+
+
 def write(path: Path) -> str:
     """Write the model to PATH; return its sha256 (hex)."""
     tokens, scores, types = vocabulary()

@@ -306,3 +306,33 @@ def test_lifecycle_examples_keep_the_route_names_and_confidential_data_off_the_p
     assert routes["prototype"]["chat"]["model"] == "openai/qwen2.5:7b"  # Ollama's OpenAI-compatible API
     assert {name.split("@")[0] for name in routes["production"]} == {"chat", "contracts"}
     assert routes["production"]["chat@fallback-1"]["model"].startswith("bedrock/")
+
+
+def test_plan_reads_the_gguf_header_when_given_the_file(tmp_path: Path) -> None:
+    """``modelyard plan -f MD --gguf FILE``: the file's tensor bytes are the weights (the tiny model: 883328
+    float32 weights = 3.37 MiB), not parameters x bits of the declared quantization."""
+    from tests.realnode import ollama  # noqa: PLC0415 (kubernetes client: only this test needs it)
+
+    gguf_path = tmp_path / "tiny.gguf"
+    tiny_gguf.write(gguf_path)
+    body = ollama.tiny_ollama_model("tiny", "pvc://weights/models")
+    body["metadata"]["namespace"] = "team"
+    body["spec"]["ollama"]["quantization"] = "Q4_0"  # what the estimate would use
+    (tmp_path / "md.yaml").write_text(yaml.safe_dump(body))
+    estimated = _plan_cli(tmp_path / "md.yaml")
+    read = _plan_cli_args(tmp_path / "md.yaml", "--gguf", str(gguf_path))
+    assert estimated.returncode == read.returncode == 0, (estimated.stderr, read.stderr)
+    assert "0.88 M parameters" in read.stdout
+    assert "weights           3.37 MiB" in read.stdout  # the header: 883328 float32 weights
+    assert "weights           0.47 MiB" in estimated.stdout  # the estimate: 883328 x 4.5 bits
+    missing = _plan_cli_args(tmp_path / "md.yaml", "--gguf", str(tmp_path / "nosuch.gguf"))
+    assert missing.returncode == 2 and "--gguf:" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def _plan_cli_args(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "modelyard.cli.main", "plan", "-f", str(path), *extra],
+        capture_output=True,
+        text=True,
+        check=False,
+    )

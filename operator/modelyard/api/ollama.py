@@ -19,6 +19,9 @@ CPU_QUANTITY = r"^([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)m?$"
 MEMORY_QUANTITY = r"^([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)(Ki|Mi|Gi|Ti|k|M|G|T)?$"
 
 OLLAMA_SOURCE_PREFIXES = ("ollama://", "hf://", "pvc://")
+#: A FROM instruction on any line of spec.ollama.modelfile: the same regular expression for Python and the API
+#: server's RE2 (whitespace spelled out: their \s differ beyond ASCII).
+MODELFILE_FROM = r"(?im)^[ \t\n\f\r]*FROM[ \t\n\f\r]"
 
 GPU_UNLESS_OLLAMA = Rule(
     "self.engine == 'ollama' || has(self.gpu)",
@@ -136,7 +139,7 @@ class OllamaSpec(ApiModel):
         max_length=16384,
         json_schema_extra={
             "x-kubernetes-validations": [
-                {"rule": "!self.matches(r'(?im)^\\s*FROM\\s')", "message": "modelfile: modelyard writes FROM"}
+                {"rule": f"!self.matches(r'{MODELFILE_FROM}')", "message": "modelfile: modelyard writes FROM"}
             ]
         },
     )
@@ -144,7 +147,7 @@ class OllamaSpec(ApiModel):
     @field_validator("modelfile")
     @classmethod
     def _no_from(cls, modelfile: str | None) -> str | None:
-        if modelfile is not None and re.search(r"(?im)^\s*FROM\s", modelfile):
+        if modelfile is not None and re.search(MODELFILE_FROM, modelfile):
             raise ValueError("modelyard writes FROM")
         return modelfile
 

@@ -14,7 +14,7 @@ from modelyard.errors import Infeasible, UserError
 from modelyard.manifests import load
 from modelyard.planning.capacity import format_plan_table, plan
 from modelyard.planning.catalog import GPU_TYPES, lookup_gpu, lookup_model
-from modelyard.planning.gguf import format_ollama_plan, plan_ollama
+from modelyard.planning.gguf import format_ollama_plan, plan_ollama, read_gguf
 from modelyard.planning.spec import plan_deployment
 from modelyard.render.common import to_yaml
 from modelyard.render.offline import render_manifests
@@ -59,6 +59,12 @@ def register(commands: Commands) -> None:
         default=MAX_NODES_PER_REPLICA,
         help=f"most nodes one replica may span, pipeline-parallel ({MAX_NODES_PER_REPLICA}; 1: one node)",
     )
+    plan_cmd.add_argument(
+        "--gguf",
+        type=Path,
+        help="with -f: the GGUF file of the engine: ollama ModelDeployments (its header's tensor bytes are "
+        "the weights, instead of the estimate)",
+    )
     plan_cmd.set_defaults(func=run_plan)
 
 
@@ -85,7 +91,7 @@ def run_render(args: argparse.Namespace) -> int:
 
 def run_plan(args: argparse.Namespace) -> int:
     if args.filename is not None:
-        return _plan_files(args.filename)
+        return _plan_files(args.filename, args.gguf)
     if args.gpu is None:
         raise UserError("--gpu is required with --model")
     arch = lookup_model(args.model)
@@ -112,7 +118,13 @@ def run_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plan_files(target: Path) -> int:
+def _plan_files(target: Path, gguf_file: Path | None = None) -> int:
+    gguf = None
+    if gguf_file is not None:
+        try:
+            gguf = read_gguf(gguf_file)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"--gguf: {exc}") from None
     deployments = [m for m in load(target) if isinstance(m.obj, ModelDeployment)]
     if not deployments:
         raise UserError(f"{target}: no ModelDeployment found")
@@ -123,7 +135,7 @@ def _plan_files(target: Path) -> int:
         try:
             spec = manifest.obj.spec
             if spec.engine is Engine.OLLAMA:
-                print(format_ollama_plan(plan_ollama(spec)))
+                print(format_ollama_plan(plan_ollama(spec, gguf)))
             else:
                 print(format_plan_table(plan_deployment(spec)))
         except Infeasible as exc:

@@ -390,19 +390,27 @@ def plan_ollama(spec: ModelDeploymentSpec, gguf: GgufInfo | None = None) -> Olla
 def format_ollama_plan(plan: OllamaPlan) -> str:
     """``modelyard plan`` output for an Ollama model."""
     rows = [
-        ("model", f"{plan.model} ({plan.parameters / 1e9:.2f} B parameters)"),
+        ("model", f"{plan.model} ({_count(plan.parameters)} parameters)"),
         ("engine", "ollama" + ("" if plan.gpu_count else " (CPU)")),
         ("quantization", plan.quantization),
-        ("weights", f"{plan.weights_gib:.2f} GiB"),
+        ("weights", _size(plan.weights_gib)),
         (
             "KV cache",
-            f"{plan.kv_cache_gib:.2f} GiB ({plan.num_parallel} x {plan.context_length} tokens, "
-            f"{plan.kv_cache_type}; {plan.kv_cache_gib_per_sequence:.2f} GiB per request)",
+            f"{_size(plan.kv_cache_gib)} ({plan.num_parallel} x {plan.context_length} tokens, "
+            f"{plan.kv_cache_type}; {_size(plan.kv_cache_gib_per_sequence)} per request)",
         ),
         ("runtime overhead", f"{plan.overhead_gib:.2f} GiB"),
-        ("needs", f"{plan.needed_gib:.2f} GiB"),
+        ("needs", _size(plan.needed_gib)),
         ("memory", f"{plan.memory_gib:.2f} GiB ({plan.memory_source})"),
         ("pod resources", f"cpu {plan.cpu}, memory {plan.memory_request}"),
     ]
     width = max(len(key) for key, _ in rows)
     return "\n".join(f"{key:<{width}}  {value}" for key, value in rows)
+
+
+def _count(parameters: int) -> str:
+    return f"{parameters / 1e9:.2f} B" if parameters >= 10**8 else f"{parameters / 1e6:.2f} M"
+
+
+def _size(gib: float) -> str:
+    return f"{gib:.2f} GiB" if gib >= 0.1 else f"{gib * 1024:.2f} MiB"
