@@ -1,8 +1,8 @@
 """The download step modelyard renders for an ``engine: ollama`` model from ``hf://ORG/REPO/FILE.gguf``, run
-by the huggingface_hub that the pinned vLLM release installs (the Job runs it in the vLLM image), against a local
-server that answers the Hub's file endpoint (``/{repo}/resolve/{revision}/{file}``) as huggingface.co does:
-the one GGUF file lands where the Ollama server will create the model from it, with the completion marker;
-a file, revision or repository the Hub does not have exits with the code the Job fails at once on."""
+by the huggingface_hub that the pinned vLLM release installs (the Job runs it in the vLLM image), against a
+local server that answers the Hub's file endpoint (``/{repo}/resolve/{revision}/{file}``) as huggingface.co
+does: the one GGUF file lands where the Ollama server will create the model from it, with the completion
+marker; a file, revision or repository the Hub does not have exits with the code the Job fails at once on."""
 
 from __future__ import annotations
 
