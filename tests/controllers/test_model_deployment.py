@@ -112,6 +112,44 @@ def test_vllm_example_becomes_ready(
     ]
 
 
+def test_fewer_replicas_keep_the_claim_they_were_cached_on(
+    k8s: Any, custom: Any, namespace: str, run_operator: Any, wait_for: Any
+) -> None:
+    """Two replicas may span nodes, so the weight claim is ReadWriteMany; scaled to one, the plan would ask
+    for ReadWriteOnce, which the API server refuses on an existing claim (access modes are immutable). The
+    claim keeps its mode and the model stays Ready at the new replica count."""
+    hf_secret(k8s, namespace)
+    body = model(
+        "scaled", "hf://meta-llama/Llama-3.1-8B-Instruct", replicas=2,
+        model={"name": "scaled", "source": "hf://meta-llama/Llama-3.1-8B-Instruct",
+               "credentialsSecretRef": {"name": "hf-token", "key": "token"}},
+    )  # fmt: skip
+    core, apps = client.CoreV1Api(k8s), client.AppsV1Api(k8s)
+    with run_operator():
+        create(custom, namespace, body)
+        wait_for(phase_is(custom, namespace, "scaled", "Ready"), 90, "scaled Ready")
+        (claim,) = children(k8s, namespace, "scaled")["PersistentVolumeClaim"]
+        assert claim.spec.access_modes == ["ReadWriteMany"]
+        custom.patch_namespaced_custom_object(
+            "modelyard.dev", "v1alpha1", namespace, "modeldeployments", "scaled", {"spec": {"replicas": 1}}
+        )
+
+        def scaled_down() -> dict[str, Any] | None:
+            obj = get_md(custom, namespace, "scaled")
+            status = obj.get("status") or {}
+            done = status.get("observedGeneration") == obj["metadata"]["generation"] and (
+                apps.read_namespaced_deployment("scaled", namespace).spec.replicas == 1
+            )
+            return obj if done and status.get("readyReplicas") == 1 else None
+
+        scaled = wait_for(scaled_down, 60, "scaled to one replica")
+    assert condition(scaled, "Ready")["status"] == "True", dumps(scaled["status"])
+    (claim,) = children(k8s, namespace, "scaled")["PersistentVolumeClaim"]
+    assert claim.spec.access_modes == ["ReadWriteMany"]
+    events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=scaled").items
+    assert not [e for e in events if e.reason == "PersistentVolumeClaimFailed"], [e.message for e in events]
+
+
 def test_infeasible_model_creates_nothing(
     k8s: Any, custom: Any, namespace: str, run_operator: Any, wait_for: Any
 ) -> None:

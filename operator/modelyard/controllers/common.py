@@ -212,6 +212,21 @@ async def reconcile_guarded(
         logger.info("%s %s/%s: %s; retrying in %.0f s", *key, failure.message, delay)
 
 
+#: spec fields the API server refuses to change once an object exists, by kind
+IMMUTABLE_SPEC_FIELDS = {"PersistentVolumeClaim": ("accessModes", "storageClassName", "volumeMode")}
+
+
+def keep_immutable(obj: Manifest, current: dict[str, Any] | None) -> Manifest:
+    """``obj`` with the immutable spec fields of the existing ``current`` (a claim keeps its access modes when
+    a ModelDeployment goes from two replicas to one, instead of every apply failing with 422)."""
+    fields = IMMUTABLE_SPEC_FIELDS.get(obj["kind"], ())
+    live = (current or {}).get("spec") or {}
+    kept = {f: live[f] for f in fields if f in live and live[f] != obj["spec"].get(f)}
+    if not kept:
+        return obj
+    return {**obj, "spec": {**obj["spec"], **kept}}
+
+
 class Owner(abc.ABC, Generic[M]):
     """One custom resource being reconciled: where it is, its last status, and how to write the next."""
 
@@ -301,7 +316,7 @@ class Owner(abc.ABC, Generic[M]):
                     ((current or {}).get("metadata") or {}).get("annotations", {}).get(SPEC_HASH_ANNOTATION)
                 )
                 if current is None or have != want:
-                    current = await self.kube.apply(obj)
+                    current = await self.kube.apply(keep_immutable(obj, current))
                     if self.watched is not None and obj["kind"] in WatchedChildren.KINDS:
                         self.watched.put(current)
                 self.children[key] = current
