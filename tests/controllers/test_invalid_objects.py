@@ -67,7 +67,13 @@ MISSING = object()  #: a mutation that deletes the field
 #: or whose cloud refuses. A child the API server refuses (<Kind>Failed) is not among them: a spec that
 #: leads to one must be refused by the CRD first.
 READY_REASONS: dict[str, set[str]] = {
-    "ModelDeployment": {INVALID_SPEC, "InsufficientGPUMemory", "Downloading", "ClaimNotFound"},
+    "ModelDeployment": {
+        INVALID_SPEC,
+        "InsufficientGPUMemory",
+        "InsufficientMemory",  # engine: ollama on CPU
+        "Downloading",
+        "ClaimNotFound",
+    },
     "RoutePolicy": {INVALID_SPEC, "BackendNotFound", "NoEligibleBackend"},
     "ProviderBinding": {
         INVALID_SPEC,

@@ -60,7 +60,7 @@ def test_prototype_is_planned_on_cpu_and_pulled(
     assert planned["status"] == "True"
     plan = get_md(custom, namespace, "qwen-proto")["status"]["plan"]
     assert plan["gpusPerReplica"] == 0 and plan["weightsGiB"] == 4.38 and plan["maxConcurrentSequences"] == 1
-    assert refused["status"] == "False"
+    assert (refused["status"], refused["reason"]) == ("False", "InsufficientMemory")
     assert "needs 43." in refused["message"] and "16Gi holds 16.0 GiB" in refused["message"]
     (job,) = jobs
     (container,) = job.spec.template.spec.containers

@@ -17,7 +17,7 @@ from modelyard.api import GROUP, VERSION, ModelDeployment
 from modelyard.api.adapters import adapter_statuses
 from modelyard.api.common import Finding
 from modelyard.api.conditions import Cond, condition, summary
-from modelyard.api.model_deployment import ModelDeploymentStatus, Phase, PlanStatus, SourceScheme
+from modelyard.api.model_deployment import Engine, ModelDeploymentStatus, Phase, PlanStatus, SourceScheme
 from modelyard.audit.model_deployment import model_deployment_findings
 from modelyard.config import Settings
 from modelyard.errors import Infeasible, UserError
@@ -189,7 +189,10 @@ class _Reconcile(Owner[ModelDeployment]):
         try:
             plan = plan_deployment(md.spec)
         except Infeasible as exc:
-            await self._finish([Cond.false(PLANNED, "InsufficientGPUMemory", str(exc))], phase=Phase.FAILED)
+            # Ollama without GPUs is planned against spec.resources.memory: no GPU is short
+            cpu = md.spec.engine is Engine.OLLAMA and md.spec.gpu is None
+            short = "InsufficientMemory" if cpu else "InsufficientGPUMemory"
+            await self._finish([Cond.false(PLANNED, short, str(exc))], phase=Phase.FAILED)
             return
         except UserError as exc:
             await self._finish([Cond.false(PLANNED, "InvalidSpec", str(exc))], phase=Phase.FAILED)
