@@ -123,6 +123,9 @@ def test_the_openai_sdk_gets_ollamas_answers_through_the_gateway(
     )
 
     assert prototype.server.spec.node_name == NODE_NAME and prototype.gateway.spec.node_name == NODE_NAME
+    engine = prototype.server.spec.containers[0]
+    assert engine.security_context.read_only_root_filesystem and engine.security_context.run_as_non_root
+    assert engine.readiness_probe._exec.command[-1].startswith("ollama ps")  # loaded, not only listening
     assert chat_requests_logged(real_k8s, prototype.server) == before + 2, "Ollama's log lacks the requests"
     assert answer.choices[0].message.content, answer
     assert answer.usage is not None and answer.usage.prompt_tokens > 5
@@ -144,15 +147,15 @@ def test_a_request_with_tools_reaches_the_model_with_its_tools(
     messages: list[Any] = [{"role": "user", "content": "the weather in Paris?"}]
     before = chat_requests_logged(real_k8s, prototype.server)
 
-    plain = sdk.chat.completions.create(model=ROUTE, messages=messages, max_tokens=4)
+    plain = sdk.chat.completions.create(model=ROUTE, messages=messages, max_tokens=4, temperature=0)
     with_tools = sdk.chat.completions.create(
-        model=ROUTE, messages=messages, max_tokens=4, tools=[WEATHER_TOOL], tool_choice="auto"
+        model=ROUTE, messages=messages, max_tokens=4, temperature=0, tools=[WEATHER_TOOL], tool_choice="auto"
     )
 
     assert chat_requests_logged(real_k8s, prototype.server) == before + 2
     assert plain.usage is not None and with_tools.usage is not None
     assert with_tools.usage.prompt_tokens > plain.usage.prompt_tokens, (plain.usage, with_tools.usage)
-    assert with_tools.choices[0].finish_reason in ("length", "tool_calls")
+    assert with_tools.choices[0].finish_reason in ("length", "stop", "tool_calls")
 
 
 def test_langchain_chat_openai_gets_an_answer(
@@ -161,7 +164,7 @@ def test_langchain_chat_openai_gets_an_answer(
     from langchain_openai import ChatOpenAI  # noqa: PLC0415 (imports take a second; only this test needs it)
 
     before = chat_requests_logged(real_k8s, prototype.server)
-    llm = ChatOpenAI(model=ROUTE, max_tokens=10, max_retries=0, timeout=60)
+    llm = ChatOpenAI(model=ROUTE, max_tokens=10, temperature=0, max_retries=0, timeout=60)
 
     reply = llm.invoke("Say hello to the cluster.")
 
@@ -184,7 +187,7 @@ def test_a_two_node_langgraph_graph_is_answered_by_ollama(
     from langchain_openai import ChatOpenAI  # noqa: PLC0415
     from langgraph.graph import END, START, StateGraph  # noqa: PLC0415
 
-    llm = ChatOpenAI(model=ROUTE, max_tokens=8, max_retries=0, timeout=60)
+    llm = ChatOpenAI(model=ROUTE, max_tokens=8, temperature=0, max_retries=0, timeout=60)
 
     def draft(state: DraftState) -> dict[str, Any]:
         reply = llm.invoke(f"Draft an answer: {state['question']}")
