@@ -60,6 +60,7 @@ FIRST_ANSWER_TIMEOUT_S = 120.0
 #: engine: ollama on the real node (hack/demo.py ollama): the lifecycle's prototype gateway and route.
 OLLAMA_MODEL, LIFECYCLE_POLICY = "tiny-ollama", "llm-gateway"
 OLLAMA_PROMPT = "What runs this model?"
+OLLAMA_DEMO_RESOURCES = {"cpu": "10m", "memory": "1536Mi"}
 #: Context managers this process enters and never leaves (see serve).
 _HELD: list[Any] = []
 
@@ -304,10 +305,13 @@ def serve_ollama(namespace: str) -> int:
     deployments = custom.list_namespaced_custom_object(
         serving.GROUP, serving.VERSION, namespace, "modeldeployments"
     )["items"]
-    if any(d["metadata"]["name"] == OLLAMA_MODEL for d in deployments):
-        pod = ollama.ready_ollama_pod(k8s, namespace, OLLAMA_MODEL)
-    else:
-        pod = ollama.serve_ollama(k8s, namespace, OLLAMA_MODEL)
+    if not any(d["metadata"]["name"] == OLLAMA_MODEL for d in deployments):
+        body = ollama.tiny_ollama_model(OLLAMA_MODEL, ollama.gguf_claim(k8s, namespace))
+        # what is left of the node's 2 CPUs and 24 GiB after the examples' gateways and the test model
+        # server: the plan's need (1.01 GiB) fits 1536Mi; a CPU request of 10m still uses idle CPUs
+        body["spec"]["resources"] = OLLAMA_DEMO_RESOURCES
+        serving.create(k8s, namespace, body)
+    pod = ollama.ready_ollama_pod(k8s, namespace, OLLAMA_MODEL)
     print(
         f"ModelDeployment {namespace}/{OLLAMA_MODEL} (engine ollama, CPU): pod {pod.metadata.name} Ready on "
         f"node {pod.spec.node_name} after {time.monotonic() - started:.0f}s: model {ollama.SERVED!r} created "
