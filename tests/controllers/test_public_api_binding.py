@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -213,7 +214,7 @@ def test_a_planted_key_never_leaks(
     core = client.CoreV1Api(k8s)
     env = {**os.environ, "KUBECONFIG": str(sandbox.kubeconfig)}
     audit = subprocess.run(
-        [".venv/bin/modelyard", "audit", "-o", "json"],
+        [sys.executable, "-m", "modelyard.cli.main", "audit", "-o", "json"],
         capture_output=True,
         text=True,
         env=env,

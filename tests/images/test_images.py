@@ -428,8 +428,14 @@ def test_model_server_runs_the_rendered_vllm_command(serving: dict[str, Any]) ->
     assert json.loads(body)["choices"][0]["message"]["content"] == f"{SERVED} echoes: hello from the test"
     status, body = send(netns, port, "POST", "/v1/chat/completions", {**request, "stream": True})
     assert status == 200 and sse_content(body) == f"{SERVED} echoes: hello from the test"
-    status, body = send(netns, port, "GET", "/metrics")
-    assert status == 200 and f'vllm:num_requests_running{{model_name="{SERVED}"}} 0' in body.decode()
+    idle = f'vllm:num_requests_running{{model_name="{SERVED}"}} 0'
+
+    def metrics_idle() -> bool:
+        # the server counts a streamed request done just after its last chunk is on the wire
+        status, body = send(netns, port, "GET", "/metrics")
+        return status == 200 and idle in body.decode()
+
+    wait_until(metrics_idle, "/metrics showing no request running", handle, timeout_s=10)
 
 
 def test_gateway_starts_offline_with_the_rendered_config(serving: dict[str, Any]) -> None:
