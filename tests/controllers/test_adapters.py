@@ -198,6 +198,10 @@ def test_inference_pool_created_validated_owned_mirrored_and_removed(
         assert refused.value.status == 422
         assert "targetPorts[0].number" in refused.value.body and "port is required" in refused.value.body
 
+    # kopf finds resources to watch in the API's discovery when it starts and on each CRD event, so a CRD
+    # installed while it runs may be watched only from its next start (README: install the CRD first, or
+    # restart the operator); the pool was applied by the first one, its verdicts are watched by the second
+    with run_operator():
         # a gateway's verdicts, as it writes them into the pool's status, show in the ModelDeployment's
         status = {
             "parents": [
@@ -247,7 +251,7 @@ def test_inference_pool_created_validated_owned_mirrored_and_removed(
                 and (accepted, refs, obj)
             )
 
-        accepted, refs, obj = wait_for(mirrored, 30, "the gateway's verdicts in the ModelDeployment's status")
+        accepted, refs, obj = wait_for(mirrored, 60, "the gateway's verdicts in the ModelDeployment's status")
         assert refs["reason"] == "InvalidExtensionRef"
         assert refs["message"] == "Gateway inference-gw: Service llama-8b-lora-epp not found"
         assert accepted["message"] == "Accepted by Gateway inference-gw"
