@@ -39,6 +39,8 @@ class Figure:
     unit: str
     target: str = ""
     met: bool | None = None
+    low: float | None = None  #: the spread over repeats (``value`` is then their median)
+    high: float | None = None
 
 
 @dataclass
@@ -57,10 +59,12 @@ class Figures:
         *,
         target: str = "",
         met: bool | None = None,
+        spread: tuple[float, float] | None = None,
     ) -> float:
-        self.items.append(Figure(section, name, value, unit, target, met))
+        low, high = spread if spread is not None else (None, None)
+        self.items.append(Figure(section, name, value, unit, target, met, low, high))
         mark = "" if met is None else ("  (target met)" if met else "  (TARGET MISSED)")
-        print(f"  {section}: {name} = {_number(value)} {unit}{mark}", flush=True)
+        print(f"  {section}: {name} = {_number(value)} {unit}{_spread(low, high)}{mark}", flush=True)
         return value
 
     def table(self) -> str:
@@ -75,7 +79,9 @@ class Figures:
             width = widths[f.section]
             verdict = "" if f.met is None else ("met" if f.met else "MISSED")
             target = f"  target {f.target} {verdict}".rstrip() if f.target else ""
-            lines.append(f"  {f.name:<{width}}  {_number(f.value):>12} {f.unit:<10}{target}")
+            spread = _spread(f.low, f.high)
+            line = f"  {f.name:<{width}}  {_number(f.value):>12} {f.unit:<10}{spread:<18}{target}"
+            lines.append(line.rstrip())
         return "\n".join(lines).lstrip("\n")
 
     def to_json(self) -> str:
@@ -89,6 +95,10 @@ def standalone(run: Callable[[Figures], None]) -> None:
     figures = Figures()
     run(figures)
     print(figures.table())
+
+
+def _spread(low: float | None, high: float | None) -> str:
+    return "" if low is None or high is None else f" [{_number(low)}-{_number(high)}]"
 
 
 def _number(value: float) -> str:
@@ -118,20 +128,40 @@ def install_crds(sandbox: Sandbox) -> None:
 
 class AuditLog:
     """Write requests from the operator's ServiceAccount since the last mark, from the API server's audit
-    log (kopf's own writes included)."""
+    log (kopf's own writes included), counted by verb and resource (``patch modeldeployments/status``).
+
+    The API server rotates the log at 200 MB (``audit-<time>.log`` beside it, one backup kept): a count
+    across a rotation reads the rest of the rotated file, found by its inode, then the new one."""
 
     def __init__(self, sandbox: Sandbox) -> None:
         self.path = sandbox.directory / "logs" / "audit.log"
+        self.inode = 0
         self.offset = 0
 
     def mark(self) -> None:
-        self.offset = self.path.stat().st_size
+        stat = self.path.stat()
+        self.inode, self.offset = stat.st_ino, stat.st_size
 
     def writes(self, namespace: str | None = None) -> Counter[str]:
         counts: Counter[str] = Counter()
-        with self.path.open() as log:
-            log.seek(self.offset)
+        if self.path.stat().st_ino == self.inode:
+            self._count(self.path, self.offset, namespace, counts)
+            return counts
+        rotated = [p for p in self.path.parent.glob("audit-*.log") if p.stat().st_ino == self.inode]
+        if not rotated:
+            print("  (audit log rotated twice since the mark: writes before the last rotation are lost)")
+        for path in rotated:
+            self._count(path, self.offset, namespace, counts)
+        self._count(self.path, 0, namespace, counts)
+        return counts
+
+    @staticmethod
+    def _count(path: Path, offset: int, namespace: str | None, counts: Counter[str]) -> None:
+        with path.open() as log:
+            log.seek(offset)
             for line in log:
+                if not line.endswith("\n"):  # the API server is still writing it
+                    break
                 entry = json.loads(line)
                 if entry.get("user", {}).get("username") != OPERATOR_USER:
                     continue
@@ -140,7 +170,6 @@ class AuditLog:
                     continue
                 sub = f"/{ref['subresource']}" if ref.get("subresource") else ""
                 counts[f"{entry['verb']} {ref.get('resource', '?')}{sub}"] += 1
-        return counts
 
 
 class Operator:

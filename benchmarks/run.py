@@ -3,8 +3,10 @@
     python benchmarks/run.py [--only offline,gateway,scale,sandbox,realnode,ollama] [--out bench-results.json]
 
 Sections: Offline (plan and render throughput), Sandbox (control-plane start-up), Gateway compile (a
-200-route RoutePolicy, offline and in the operator, and a binding flip), Scale (N = 100 and 500
-ModelDeployments against the API server's own floor, idle writes, churn, the operator's memory), Real node
+200-route RoutePolicy, offline and in the operator, and a binding flip), Scale (N = 100, 500 and 1,000
+ModelDeployments, each repeated, against the API server's own floor: medians and spreads of the ratios, the
+first, median and last Ready, writes per object by verb and resource, idle writes, churn, the operator's
+memory; and a pvc:// phase; ``BENCH_SCALE_SIZES``, ``BENCH_SCALE_REPEATS``, ``BENCH_SCALE_PVC``), Real node
 (sandbox up with the real node, image builds cold and warm, the chart's operator pod, the gateway's first
 answer and its added latency per request).
 ``BENCH_PROFILE=DIR`` samples the operator with py-spy into DIR (docs/performance.md).
