@@ -33,6 +33,7 @@ from modelyard.errors import UserError
 from modelyard_sandbox.components import POD_CIDR, SERVICE_CIDR
 from modelyard_sandbox.nodeconfig import (
     BRIDGE,
+    BRIDGE_MAC,
     CGROUP_ROOT,
     CNI_NETWORK,
     NODE_IP,
@@ -142,8 +143,7 @@ def setup() -> None:
     """Sysctls, the bridge with the node address and the pods' gateway, and the routes."""
     for name, value in SYSCTLS.items():
         _write_sysctl(name, value)
-    if not _link_exists(BRIDGE):
-        run(["ip", "link", "add", BRIDGE, "type", "bridge"])
+    ensure_bridge(BRIDGE, BRIDGE_MAC)
     for address in (f"{NODE_IP}/32", f"{POD_GATEWAY}/32"):
         run(["ip", "addr", "replace", address, "dev", BRIDGE])
     run(["ip", "link", "set", BRIDGE, "up"])
@@ -152,6 +152,14 @@ def setup() -> None:
     run(["ip", "route", "replace", "unreachable", kwok_range])
     run(["ip", "route", "replace", SERVICE_CIDR, "dev", BRIDGE, "src", NODE_IP])
     _create_cgroup_root()
+
+
+def ensure_bridge(name: str, mac: str) -> None:
+    """The bridge ``name`` with its own address ``mac``, set also on a bridge that already exists: the
+    kernel then keeps it whichever ports join or leave (see nodeconfig.BRIDGE_MAC)."""
+    if not _link_exists(name):
+        run(["ip", "link", "add", name, "type", "bridge"])
+    run(["ip", "link", "set", name, "address", mac])
 
 
 def _create_cgroup_root() -> None:

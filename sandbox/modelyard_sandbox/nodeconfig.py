@@ -20,6 +20,14 @@ from typing import Any
 NODE_NAME = "real-node"
 NODE_IP = "10.250.0.1"
 BRIDGE = "modelyard0"
+#: The bridge's own MAC address (locally administered), set explicitly so the kernel keeps it. A bridge
+#: whose address was never set takes the lowest MAC of its ports and moves whenever a pod's veth with a
+#: lower one joins. A pod kept the old one for its gateway (POD_GATEWAY), REACHABLE for as long as its
+#: traffic to Service IPs (DNATed, which br_netfilter delivers whatever the MAC) confirmed it; its answers
+#: straight to NODE_IP (the kubelet's probes) reached the host under a MAC no longer the bridge's and were
+#: dropped as another host's (``ip -s -s link`` counts them as otherhost): the operator's probes timed out
+#: for minutes.
+BRIDGE_MAC = "02:6d:79:00:00:01"
 NODE_POD_CIDR = "10.245.0.0/24"
 POD_GATEWAY = "10.245.0.1"
 CLUSTER_DNS_IP = "10.96.0.10"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ import textwrap
 import pytest
 
 from modelyard_sandbox.hostnet import chains_to_remove, removal_script
-from modelyard_sandbox.nodeconfig import CNI_NETWORK
+from modelyard_sandbox.nodeconfig import BRIDGE_MAC, CNI_NETWORK
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("iptables-restore") is None or shutil.which("unshare") is None,
@@ -95,3 +96,52 @@ def test_portmaps_shared_chains_go_only_when_no_other_network_maps_ports() -> No
     script = removal_script("nat", alone, chains_to_remove(alone))
     assert "-D PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT" in script
     assert script.rstrip().endswith("-X CNI-HOSTPORT-DNAT\nCOMMIT")
+
+
+#: A throwaway network namespace with its own /sys (mounted in its own mount namespace), where
+#: /sys/class/net lists the namespace's links.
+OWN_SYSFS = ["unshare", "--net", "--mount", "sh", "-c", 'mount -t sysfs sysfs /sys && exec "$@"', "-"]
+
+#: Bridges in a throwaway network namespace: ``pinned`` made by ensure_bridge, ``plain`` as ``ip link add``
+#: makes one; ports with ever lower MACs join each, then the lowest leaves. Prints each bridge's address after
+#: every step.
+BRIDGE_ADDRESSES = textwrap.dedent(
+    """
+    import json, subprocess, sys
+    from modelyard_sandbox.hostnet import ensure_bridge
+    def ip(*args): subprocess.run(["ip", *args], check=True)
+    def address(name): return open(f"/sys/class/net/{name}/address").read().strip()
+    ensure_bridge("pinned", sys.argv[1])
+    ip("link", "add", "plain", "type", "bridge")
+    seen = {"pinned": [], "plain": []}
+    for bridge in seen:
+        for i, mac in enumerate(("02:00:00:00:00:09", "00:00:5e:00:53:01", "00:00:00:00:00:01")):
+            port = f"{bridge[:2]}{i}"
+            ip("link", "add", port, "address", mac, "type", "veth", "peer", "name", f"{port}p")
+            ip("link", "set", port, "master", bridge)
+            ip("link", "set", port, "up")
+            seen[bridge].append(address(bridge))
+        ip("link", "del", f"{bridge[:2]}2")
+        seen[bridge].append(address(bridge))
+    print(json.dumps(seen))
+    """
+)
+
+
+def test_the_pods_bridge_keeps_its_own_mac_address_whichever_pods_join_or_leave() -> None:
+    """A pod's veth with a lower MAC than the bridge's must not move it: pods would keep the old one for
+    their gateway, and the kubelet's probes of them time out (nodeconfig.BRIDGE_MAC)."""
+    result = subprocess.run(
+        [*OWN_SYSFS, sys.executable, "-c", BRIDGE_ADDRESSES, BRIDGE_MAC],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["pinned"] == [BRIDGE_MAC] * 4
+    # what the kernel does to a bridge whose address was never set: it follows its lowest port
+    lowest = ["02:00:00:00:00:09", "00:00:5e:00:53:01", "00:00:00:00:00:01", "00:00:5e:00:53:01"]
+    assert seen["plain"] == lowest
