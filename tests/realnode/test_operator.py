@@ -27,12 +27,17 @@ pytestmark = [pytest.mark.sandbox, pytest.mark.realnode]
 RELEASE = "modelyard"
 READY_TIMEOUT_S = 180.0
 RECONCILE_TIMEOUT_S = 180.0
-#: The chart's liveness probe (values.yaml health.liveness): a pod that has run initialDelaySeconds +
-#: periodSeconds x failureThreshold with no restart has passed its probe that many times in a row.
-_LIVENESS = yaml.safe_load((CHART / "values.yaml").read_text())["health"]["liveness"]
+#: The chart's probes (values.yaml health): a pod that has run initialDelaySeconds + periodSeconds x
+#: failureThreshold with no restart has passed its liveness probe that many times in a row.
+_HEALTH = yaml.safe_load((CHART / "values.yaml").read_text())["health"]
+_LIVENESS, _READINESS = _HEALTH["liveness"], _HEALTH["readiness"]
 LIVENESS_WINDOW_S = (
     _LIVENESS["initialDelaySeconds"] + _LIVENESS["periodSeconds"] * _LIVENESS["failureThreshold"]
 )
+#: A pod taken out of Ready by a transient blip is Ready again after its next passing readiness probe.
+READY_AGAIN_S = 2 * _READINESS["periodSeconds"]
+#: The only probe failure expected: the readiness probe before kopf listens on the health port.
+NOT_LISTENING_YET = "connect: connection refused"
 PLURALS = {
     "ModelDeployment": "modeldeployments",
     "ProviderBinding": "providerbindings",
@@ -192,16 +197,20 @@ def test_the_chart_runs_the_operator_on_the_real_node_and_it_reconciles_every_ex
     events = core.list_namespaced_event(
         real_namespace, field_selector=f"involvedObject.name={pod.metadata.name}"
     ).items
-    # Readiness may blip while the two CPUs are busy (the example RoutePolicy starts two LiteLLM pods);
-    # the liveness probe must never fail, nor the container restart.
+    # The liveness probe must never fail, nor the container restart. kopf answers /healthz within 1 s on the
+    # loaded node (while the examples' five LiteLLM pods start on its two CPUs): a probe that times out
+    # was lost on the way, as when the pods' bridge changed its MAC address (nodeconfig.BRIDGE_MAC).
     unhealthy = [e.message for e in events if e.reason in ("BackOff", "Killing")]
-    # a slow /healthz may miss one liveness probe on the loaded node (an open question of this round, with
-    # the readiness below); fewer misses than the probe's failureThreshold never restart the operator
     missed = sum(e.count or 1 for e in events if "Liveness probe failed" in (e.message or ""))
     record_property("operator_failed_liveness_probes", missed)
-    assert missed < _LIVENESS["failureThreshold"], [e.message for e in events]
     not_ready = sum(e.count or 1 for e in events if "Readiness probe failed" in (e.message or ""))
     record_property("operator_failed_readiness_probes", not_ready)
+    # fewer than the probe's failureThreshold never take the pod out of Ready
+    late = sum(
+        e.count or 1
+        for e in events
+        if "Readiness probe failed" in (e.message or "") and NOT_LISTENING_YET not in e.message
+    )
     record_property(
         "operator_probe_failures", sorted({e.message for e in events if "probe failed" in (e.message or "")})
     )
@@ -219,12 +228,16 @@ def test_the_chart_runs_the_operator_on_the_real_node_and_it_reconciles_every_ex
         previous = core.read_namespaced_pod_log(pod.metadata.name, real_namespace, previous=True)
         why = [(e.reason, e.message) for e in events]
         pytest.fail(f"restarted: {status.last_state}\nevents: {why}\nprevious log:\n{previous[-4000:]}")
-    # Readiness is recorded, not asserted: with this round's examples (two more gateway pods, the
-    # multi-node and adapter models) kopf's /healthz answers the readiness probe (5 s) too late for minutes
-    # on the loaded two-CPU node while the liveness probe (10 s) passes; why is an open question (docs: the
-    # closing note of this round). The operator must not restart and must reconcile every example.
     now = core.read_namespaced_pod(pod.metadata.name, real_namespace)
     record_property("operator_ready_at_end", _ready(now))
+    probes = [(e.count, e.message) for e in events if "probe failed" in (e.message or "")]
+    assert missed == 0, probes
+    assert late < _READINESS["failureThreshold"], probes
+    wait_for(
+        lambda: _ready(core.read_namespaced_pod(pod.metadata.name, real_namespace)),
+        READY_AGAIN_S,
+        f"the operator pod Ready again (probe failures: {probes})",
+    )
     assert not unhealthy, unhealthy
     assert "Read-only file system" not in log and "Permission denied" not in log, log[-3000:]
     assert len(jobs) == len(models) and all(j.status.succeeded == 1 for j in jobs)
