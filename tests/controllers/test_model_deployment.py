@@ -112,6 +112,30 @@ def test_vllm_example_becomes_ready(
     ]
 
 
+def test_a_new_model_writes_its_status_once_per_phase_and_posts_one_event(
+    sandbox: Any, k8s: Any, custom: Any, namespace: str, run_operator: Any, wait_for: Any
+) -> None:
+    """From creation to Ready a ModelDeployment's status is written once per phase it shows (Downloading,
+    Deploying, Ready): not at each step of the download or of the rollout, and not for kopf's own
+    bookkeeping; and its Events are what a user acts on: one Normal Event when it becomes Ready."""
+    hf_secret(k8s, namespace)
+    body = load_example("vllm-llama-8b.yaml")
+    body["spec"]["replicas"] = 1  # one pod: its readiness is one step, whatever the order of pod events
+    mark = (sandbox.logs / "audit.log").stat().st_size
+    with run_operator():
+        create(custom, namespace, body)
+        wait_for(phase_is(custom, namespace, "llama-8b", "Ready"), 90, "llama-8b Ready")
+        settled_versions(k8s, custom, namespace, "llama-8b", wait_for)  # no late write left to come
+    writes = operator_writes(sandbox, mark, namespace)
+    assert len([w for w in writes if w == "patch modeldeployments/llama-8b"]) == 3, writes
+    assert len([w for w in writes if w.startswith("create events/")]) == 1, writes
+    events = client.CoreV1Api(k8s).list_namespaced_event(
+        namespace, field_selector="involvedObject.kind=ModelDeployment,involvedObject.name=llama-8b"
+    )
+    assert [(e.type, e.reason) for e in events.items] == [("Normal", "Ready")]
+    assert "kopf" not in get_md(custom, namespace, "llama-8b")["status"]  # kopf's diff base stays in memory
+
+
 def test_fewer_replicas_keep_the_claim_they_were_cached_on(
     k8s: Any, custom: Any, namespace: str, run_operator: Any, wait_for: Any
 ) -> None:

@@ -7,8 +7,8 @@
    ``Ready=False/InvalidSpec`` with a Warning Event naming the field, and a PermanentError for kopf;
 3. the controller's ``run``: gather, compute conditions with pure functions, ``apply_children`` (only those
    whose spec hash changed; a refused child becomes a condition naming its kind);
-4. ``write_status``: the typed status model, written only when it changed, with one Event per condition
-   transition.
+4. ``write_status``: the typed status model, written only when it changed, with a Warning Event per
+   condition that turned False and a Normal one when the object becomes Ready.
 """
 
 from __future__ import annotations
@@ -232,13 +232,15 @@ class Owner(abc.ABC, Generic[M]):
 
     #: the API model its body parses into
     model: ClassVar[type[Resource]]
+    #: status fields that alone do not cause a status write (progress counts): they are written with the
+    #: next change of anything else, so a rollout costs one write per state, not one per pod
+    lagging: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self,
         kube: Kube,
         body: dict[str, Any],
         *,
-        progress_reasons: Collection[str] = (),
         quiet_reasons: Collection[str] = (),
         known: dict[tuple[str, str], str] | None = None,
         watched: WatchedChildren | None = None,
@@ -252,7 +254,7 @@ class Owner(abc.ABC, Generic[M]):
         self.generation: int | None = body["metadata"].get("generation")
         self.status: dict[str, Any] = dict(body.get("status") or {})
         self.kopf_body = kopf.Body(cast(kopf.RawBody, body))
-        self._progress = set(progress_reasons)
+        #: reasons of a False condition that post no Event: steps of progress, or what another Event tells
         self._quiet = set(quiet_reasons)
         #: children as the API server returned them in this reconcile, by (kind, name): read once, reused
         self.children: dict[tuple[str, str], dict[str, Any]] = {}
@@ -347,7 +349,10 @@ class Owner(abc.ABC, Generic[M]):
         for written_here in ("observedGeneration", "conditions"):
             wire.pop(written_here, None)
         status = {"observedGeneration": self.generation, **wire, "conditions": merged}
-        if all(_pruned(self.status.get(key)) == _pruned(value) for key, value in status.items()):
+        if all(
+            key in self.lagging or _pruned(self.status.get(key)) == _pruned(value)
+            for key, value in status.items()
+        ):
             return merged
         await self.kube.patch_status(self.api_version, self.kind, self.namespace, self.name, status)
         self._post_transitions(merged)
@@ -355,23 +360,26 @@ class Owner(abc.ABC, Generic[M]):
         return merged
 
     def _post_transitions(self, conditions: list[dict[str, Any]]) -> None:
-        """One Event per condition whose status or reason changed, with the condition's reason. The summary
-        Ready condition gets its own Event only when it says something the others do not."""
+        """Events for what a user acts on: a Warning per condition that turned False for a reason not in
+        ``quiet_reasons`` (with the condition's reason), and one Normal Event when the object becomes Ready.
+        Progress and the other conditions' True transitions are in status.conditions and post no Event. The
+        summary Ready condition gets its own Warning only when it says something the others do not."""
         before = {c.get("type"): c for c in self.status.get("conditions", [])}
         reasons = {c["reason"] for c in conditions if c["type"] != READY}
         for cond in conditions:
             old = before.get(cond["type"])
             if old is not None and (old.get("status"), old.get("reason")) == (cond["status"], cond["reason"]):
                 continue
-            if cond["type"] == READY and cond["status"] != "True" and cond["reason"] in reasons:
+            if cond["status"] == "True":
+                if cond["type"] != READY:
+                    continue
+                kind = "Normal"
+            elif cond["reason"] in self._quiet or (cond["type"] == READY and cond["reason"] in reasons):
                 continue
-            if cond["reason"] in self._quiet:  # a step of progress another condition's Event announces
-                continue
-            normal = cond["status"] == "True" or cond["reason"] in self._progress
+            else:
+                kind = "Warning"
             message = f"{cond['type']}={cond['status']}: {cond['message']}"[:MAX_EVENT_MESSAGE]
-            kopf.event(
-                self.kopf_body, type="Normal" if normal else "Warning", reason=cond["reason"], message=message
-            )
+            kopf.event(self.kopf_body, type=kind, reason=cond["reason"], message=message)
 
 
 def _pruned(value: Any) -> Any:

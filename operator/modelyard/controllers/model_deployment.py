@@ -162,13 +162,14 @@ _UNREAD_KINDS = frozenset(
 
 class _Reconcile(Owner[ModelDeployment]):
     model = ModelDeployment
+    #: pod counts move at every step of a rollout: written with the next phase or condition change
+    lagging = frozenset({"replicas", "readyReplicas"})
 
     def __init__(self, memo: kopf.Memo, body: dict[str, Any]) -> None:
         meta = body["metadata"]
         super().__init__(
             memo.kube,
             body,
-            progress_reasons=_PROGRESS_REASONS,
             quiet_reasons=_QUIET_REASONS,
             known=memo.known_children.of(KIND, meta["namespace"], meta["name"]),
             watched=memo.watched_children,
@@ -305,10 +306,8 @@ class _Reconcile(Owner[ModelDeployment]):
         await self.write_status([*conds, *self.pool, ready], status)
 
 
-_PROGRESS_REASONS = {"Downloading", "WaitingForCache", "Progressing", "Scaling"}
-#: no Event: "Downloading" already said the serving Deployment waits, and the Deployment's own Events tell
-#: its rollout; both stay visible in status.conditions
-_QUIET_REASONS = {"WaitingForCache", "Progressing", "NoParent"}
+#: steps of progress: no Event (the Job's and Deployment's own Events tell them; status.conditions shows them)
+_QUIET_REASONS = {"Downloading", "WaitingForCache", "Progressing", "Scaling", "NoParent"}
 
 
 def _served_message(replicas: tuple[int, int] | None) -> str:
@@ -357,10 +356,10 @@ def _job_condition(name: str, job: dict[str, Any]) -> Cond:
                 "DownloadFailed",
                 f"Job {name} failed: {reason}: {cond.get('message', '')}".strip(": "),
             )
-    active = status.get("active", 0)
-    return Cond.false(
-        MODEL_CACHED, "Downloading", f"Job {name} is downloading the weights ({active} pod active)"
-    )
+    # one message while the download runs (a pod starting or running is not news); a failed attempt is
+    failed = status.get("failed", 0)
+    retried = f" ({failed} failed attempt{'s' if failed != 1 else ''}, retrying)" if failed else ""
+    return Cond.false(MODEL_CACHED, "Downloading", f"Job {name} is downloading the weights{retried}")
 
 
 def _availability(deployment: dict[str, Any], desired: int) -> tuple[Cond, tuple[int, int]]:
@@ -377,5 +376,8 @@ def _availability(deployment: dict[str, Any], desired: int) -> tuple[Cond, tuple
     if rolled_out and ready >= max(wanted, 1):
         message = f"{ready}/{wanted} replicas ready"
         return Cond.true(AVAILABLE, "MinimumReplicasAvailable", message), (replicas, ready)
-    message = f"{ready}/{wanted} replicas ready" if rolled_out else f"rollout in progress ({wanted} wanted)"
+    # "rollout in progress" only while pods of an earlier template may still serve; with none ready (a new
+    # Deployment at any step of its first rollout) the count says it all, in one message
+    counted = rolled_out or ready == 0
+    message = f"{ready}/{wanted} replicas ready" if counted else f"rollout in progress ({wanted} wanted)"
     return Cond.false(AVAILABLE, "Progressing", message), (replicas, ready)

@@ -42,6 +42,7 @@ from modelyard.render.targets import ResolvedRoute
 from .common import ObjectLocks, Owner, reconcile_guarded
 from .gateway_account import apply_service_account, namespace_wiring, policy_field_manager
 from .metrics import instrumented
+from .runtime import KOPF_STATE
 
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND, PLURAL = RoutePolicy.KIND, RoutePolicy.PLURAL
@@ -55,12 +56,40 @@ _locks = ObjectLocks()
 # --- indexes: the namespace's backends and policies, kept by kopf from its watches ---------------
 @kopf.index(GROUP, VERSION, "modeldeployments")
 def model_deployments_by_namespace(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
-    return {namespace: copy.deepcopy(dict(body))}
+    return {namespace: indexed(body)}
 
 
 @kopf.index(GROUP, VERSION, "providerbindings")
 def provider_bindings_by_namespace(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
-    return {namespace: copy.deepcopy(dict(body))}
+    return {namespace: indexed(body)}
+
+
+#: what a backend's index entry keeps of its metadata (the models parse it; bindings merge oldest first)
+_INDEXED_METADATA = (
+    *("name", "namespace", "uid", "generation", "labels"),
+    *("creationTimestamp", "deletionTimestamp"),
+)
+#: an annotation kubectl apply leaves: a second copy of the whole object
+_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def indexed(body: kopf.Body) -> dict[str, Any]:
+    """A copy of a backend with what routing reads: spec, status (not kopf's) and the identifying
+    metadata, not its managedFields or kubectl's last-applied copy (most of an object's bytes, held for
+    every backend of the cluster)."""
+    meta = body.get("metadata") or {}
+    slim = {key: copy.deepcopy(meta[key]) for key in _INDEXED_METADATA if key in meta}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != _LAST_APPLIED}
+    if annotations:
+        slim["annotations"] = annotations
+    status = {k: copy.deepcopy(v) for k, v in (body.get("status") or {}).items() if k != KOPF_STATE}
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": slim,
+        "spec": copy.deepcopy(dict(body.get("spec") or {})),
+        "status": status,
+    }
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
@@ -180,7 +209,7 @@ class _Reconcile(Owner[RoutePolicy]):
     model = RoutePolicy
 
     def __init__(self, kube: Kube, settings: Settings, body: dict[str, Any], backends: _Backends) -> None:
-        super().__init__(kube, body, progress_reasons={"Progressing"})
+        super().__init__(kube, body, quiet_reasons={"Progressing"})
         self.settings, self.backends = settings, backends
         self.findings: list[Finding] | None = None  # set once the spec parses
 

@@ -6,13 +6,15 @@ Everything shared lives in kopf's ``memo`` (passed to every handler), not in mod
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
+from modelyard.api import GROUP, VERSION, ModelDeployment, ProviderBinding, RoutePolicy
 from modelyard.config import Settings
 from modelyard.kube import Kube
 from modelyard.kube.login import login_with_kubeconfig
@@ -22,7 +24,7 @@ from modelyard.render.model_deployment import SERVER
 from .common import KnownChildren, WatchedChildren
 from .errors import RetryLater
 
-#: Status field where kopf keeps handler progress and the last handled spec: in status, not annotations, so
+#: Status field where kopf keeps a failed handler's progress (its retries): in status, not annotations, so
 #: GitOps tools see no drift in the manifests they own.
 KOPF_STATE = "kopf"
 MANAGED_SELECTOR = label_selector({MANAGED_BY_LABEL: MANAGED_BY})
@@ -40,9 +42,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     _skip_retry_events()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API request is noise
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field=f"status.{KOPF_STATE}.progress")
-    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(
-        field=f"status.{KOPF_STATE}.last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = memo.diff_base = RememberedDiffBase()
     settings.posting.level = (
         logging.WARNING
     )  # our own Events, and kopf's warnings; not its per-handler chatter
@@ -78,6 +78,45 @@ async def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
         if previous is not None:
             await previous.close()
     return info
+
+
+class RememberedDiffBase(kopf.DiffBaseStorage):
+    """kopf's diff base (the last handled spec, labels and annotations of each object) kept in this process
+    instead of written to the object: no status patch records a handled change. kopf needs it only to tell
+    a spec change from a status one; after a restart every object reads as new, which is harmless here
+    because each kind has one handler for create, update and resume, a full reconcile. Kept as compact JSON
+    per uid (about 1 KiB) and dropped when the object is deleted (``forget_deleted``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._by_uid: dict[str, str] = {}
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        encoded = self._by_uid.get(body.metadata.uid or "")
+        return None if encoded is None else cast(kopf.BodyEssence, json.loads(encoded))
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        self._by_uid[body.metadata.uid or ""] = json.dumps(essence, separators=(",", ":"))
+
+    def forget(self, uid: str) -> None:
+        self._by_uid.pop(uid, None)
+
+    def __len__(self) -> int:
+        return len(self._by_uid)
+
+
+def _deleted(type: str | None, **_: Any) -> bool:  # kopf's keyword
+    return type == "DELETED"
+
+
+@kopf.on.event(GROUP, VERSION, ModelDeployment.PLURAL, when=_deleted)
+@kopf.on.event(GROUP, VERSION, ProviderBinding.PLURAL, when=_deleted)
+@kopf.on.event(GROUP, VERSION, RoutePolicy.PLURAL, when=_deleted)
+async def forget_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A deleted object's diff base and known children go with it (kopf forgets its own records too)."""
+    meta = body.metadata
+    memo.diff_base.forget(meta.uid or "")
+    memo.known_children.forget(str(body.get("kind")), str(meta.namespace), str(meta.name))
 
 
 def _skip_retry_events() -> None:
