@@ -130,6 +130,15 @@ def test_a_quota_that_forbids_the_cache_claim_is_retried_until_it_is_raised(
         spec=client.V1ResourceQuotaSpec(hard={"persistentvolumeclaims": "0"}),
     )
     core.create_namespaced_resource_quota(fault_namespace, quota)
+    # enforced once the quota controller has counted it (a quota the admission's cache has not seen yet
+    # lets the claim through on a loaded control plane)
+    wait_for(
+        lambda: (
+            core.read_namespaced_resource_quota("no-claims", fault_namespace).to_dict()["status"] or {}
+        ).get("hard"),
+        30,
+        "the quota counted by its controller",
+    )
     mark = audit_mark(cluster)
     with operator():
         created = create(custom, fault_namespace, model("quota"))

@@ -210,8 +210,14 @@ def test_a_planted_key_never_leaks(
             custom, namespace, binding("openai", "openai", base_url(trusted.url, "openai"), ["gpt-4o-mini"])
         )
         wait_for(cond_is(custom, namespace, "openai", "CredentialsVerified", "False"), 60, "refused")
+        core = client.CoreV1Api(k8s)
+
+        def warned() -> bool:  # kopf posts Events from a queue: the refusal's Event is there before it counts
+            events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=openai").items
+            return any(e.reason == "CredentialsRejected" and e.type == "Warning" for e in events)
+
+        wait_for(warned, 30, "the refusal's Warning Event")
     assert any(r.headers.get("authorization") == f"Bearer {planted}" for r in trusted.requests("openai"))
-    core = client.CoreV1Api(k8s)
     env = {**os.environ, "KUBECONFIG": str(sandbox.kubeconfig)}
     audit = subprocess.run(
         [sys.executable, "-m", "modelyard.cli.main", "audit", "-o", "json"],
