@@ -57,10 +57,16 @@ START_TIMEOUT_S = 30.0
 ROOT = Path(__file__).resolve().parents[2]
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 _claims = threading.local()
+_emitting = threading.Lock()
 
 
 def emit(record: dict[str, Any]) -> None:
-    print(json.dumps(record, sort_keys=True), flush=True)
+    """One record a line, written whole: the server answers requests in threads, and print() writes the
+    object and its newline apart (two requests at once logged two objects on one line)."""
+    line = json.dumps(record, sort_keys=True) + "\n"
+    with _emitting:
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 def main(host: str, jwks_file: str, issuer: str) -> None:
