@@ -82,15 +82,16 @@ RSS_TARGETS_MIB = {500: 150, 1000: 200}
 WRITES_TARGET_HF = 12
 WRITES_TARGET_PVC = 9
 
-#: The estimate printed at the start, from this machine's runs (2 cores, shared): a repeat of N objects takes
-#: about 125 s whatever N (three namespace deletions of about 13 s each, the operator's start, the idle
-#: minute, trailing waits) plus 0.55 s per object (both floors, convergence and churn: 0.42 s per object at
-#: N = 500 in the last full run, the rest for larger N and the deletions); the pvc:// phase 40 s plus 0.2 s
-#: per object; the sandbox 30 s plus 10 ms per pool volume.
-ESTIMATE_S_PER_REPEAT = 125
-ESTIMATE_S_PER_OBJECT = 0.55
+#: The estimate printed at the start, from this machine's runs (2 cores, shared with other work): a repeat
+#: of N objects takes about 120 s whatever N (the operator's start, the idle minute, trailing waits, the
+#: namespace deletions' base) plus about 0.8 s per object (both floors, convergence, churn and the three
+#: namespace deletions: 0.42 s per object for the phases alone at N = 500 in the last full run on a quiet
+#: machine, 1.4 s for everything at N = 150 with the machine's load average at 8); the pvc:// phase 40 s
+#: plus 0.2 s per object; the sandbox 30 s plus 3 ms per pool volume (9,710 volumes and 100 nodes: 28 s).
+ESTIMATE_S_PER_REPEAT = 120
+ESTIMATE_S_PER_OBJECT = 0.8
 ESTIMATE_S_PVC, ESTIMATE_S_PER_PVC_OBJECT = 40, 0.2
-ESTIMATE_S_PER_VOLUME = 0.01
+ESTIMATE_S_PER_VOLUME = 0.003
 
 T = TypeVar("T")
 Obj = dict[str, Any]
@@ -307,7 +308,9 @@ class Cluster:
                 raise
             return False
 
-        return wait(gone, 900, f"namespace {name} deleted", interval_s=1.0)
+        took = wait(gone, 900, f"namespace {name} deleted", interval_s=1.0)
+        print(f"     namespace {name} deleted in {took:.1f} s", flush=True)
+        return took
 
 
 async def fan_out(kube: Kube, items: Iterable[T], call: Callable[[Kube, T], Awaitable[Any]]) -> float:
@@ -371,8 +374,8 @@ def rendered(namespace: str, n: int) -> dict[str, ModelDeploymentChildren]:
 class Repeat:
     """What one repeat at one N measured."""
 
-    floor_s: float = 0.0
-    staged_s: float = 0.0
+    floor_ready: list[float] = field(default_factory=list)  #: each floor Deployment's rollout, sorted
+    staged_ready: list[float] = field(default_factory=list)  #: the same in the staged floor
     ready_s: list[float] = field(default_factory=list)  #: each ModelDeployment's first Ready, sorted
     writes: Counter[str] = field(default_factory=Counter)  #: the first pass's, by verb and resource
     rss_start: float = 0.0
@@ -387,8 +390,16 @@ class Repeat:
     def all_ready_s(self) -> float:
         return self.ready_s[-1]
 
+    @property
+    def floor_s(self) -> float:
+        return self.floor_ready[-1]
 
-def floor(cluster: Cluster, n: int) -> float:
+    @property
+    def staged_s(self) -> float:
+        return self.staged_ready[-1]
+
+
+def floor(cluster: Cluster, n: int) -> list[float]:
     """Every child of every ModelDeployment applied at once; the Deployments' pods then wait only for
     their claims to bind, side by side with the download pods."""
     namespace = f"floor-{n}"
@@ -399,20 +410,20 @@ def floor(cluster: Cluster, n: int) -> float:
         for obj in objects:
             await kube.apply(obj)
 
-    async def body(kube: Kube, watch: ReadyWatch) -> float:
+    async def body(kube: Kube, watch: ReadyWatch) -> list[float]:
         started = time.perf_counter()
         applied = await fan_out(kube, [c.all() for c in children.values()], apply_all)
         print(f"     children applied in {applied:.1f} s", flush=True)
         await watch.until(children, f"{n} floor Deployments rolled out")
-        return watch.since(started, children)[-1]
+        return watch.since(started, children)
 
-    elapsed = asyncio.run(watching(cluster, deployments_path(namespace), rolled_out, body))
-    print(f"     floor: Deployments rolled out in {elapsed:.1f} s", flush=True)
+    times = asyncio.run(watching(cluster, deployments_path(namespace), rolled_out, body))
+    print(f"     floor: Deployments rolled out: first {times[0]:.1f} s, last {times[-1]:.1f} s", flush=True)
     cluster.delete_namespace(namespace)
-    return elapsed
+    return times
 
 
-def staged_floor(cluster: Cluster, n: int) -> float:
+def staged_floor(cluster: Cluster, n: int) -> list[float]:
     """The same children in the operator's order, with no operator: a client watching the Jobs applies a
     ModelDeployment's serving children the moment its download Job completes (GPU pods are not scheduled
     while weights download: DESIGN.md). What the API server and controllers need for the same sequence."""
@@ -420,7 +431,7 @@ def staged_floor(cluster: Cluster, n: int) -> float:
     cluster.namespace(namespace)
     children = rendered(namespace, n)
 
-    async def body(kube: Kube, rollouts: ReadyWatch) -> float:
+    async def body(kube: Kube, rollouts: ReadyWatch) -> list[float]:
         http = cluster.http()
         gate = asyncio.Semaphore(CONCURRENCY)
 
@@ -461,12 +472,12 @@ def staged_floor(cluster: Cluster, n: int) -> float:
             await rollouts.until(children, f"{n} staged Deployments rolled out")
         finally:
             await http.aclose()
-        return rollouts.since(started, children)[-1]
+        return rollouts.since(started, children)
 
-    elapsed = asyncio.run(watching(cluster, deployments_path(namespace), rolled_out, body))
-    print(f"     staged floor: Deployments rolled out in {elapsed:.1f} s", flush=True)
+    times = asyncio.run(watching(cluster, deployments_path(namespace), rolled_out, body))
+    print(f"     staged: Deployments rolled out: first {times[0]:.1f} s, last {times[-1]:.1f} s", flush=True)
     cluster.delete_namespace(namespace)
-    return elapsed
+    return times
 
 
 def create_and_wait(cluster: Cluster, namespace: str, mds: list[Obj]) -> list[float]:
@@ -590,7 +601,9 @@ def summarize(figures: Figures, n: int, repeats: list[Repeat], wall_s: float) ->
     def ratios(floors: list[float]) -> list[float]:  # within one repeat: floor and operator back to back
         return [r.all_ready_s / f for r, f in zip(repeats, floors, strict=True)]
 
+    add("floor: first Deployment rolled out", [r.floor_ready[0] for r in repeats], "s")
     add("floor: Deployments rolled out", [r.floor_s for r in repeats], "s")
+    add("staged floor: first Deployment rolled out", [r.staged_ready[0] for r in repeats], "s")
     add("staged floor: Deployments rolled out", [r.staged_s for r in repeats], "s")
     add("first ModelDeployment Ready", [r.ready_s[0] for r in repeats], "s")
     add("median ModelDeployment Ready", [statistics.median(r.ready_s) for r in repeats], "s")
@@ -678,17 +691,17 @@ def run(figures: Figures, options: Options | None = None) -> None:
                 for i in range(1, options.repeats + 1):
                     result = Repeat()
                     with phase(f"N={n} #{i}: floor"):
-                        result.floor_s = floor(cluster, n)
+                        result.floor_ready = floor(cluster, n)
                     with phase(f"N={n} #{i}: staged floor"):
-                        result.staged_s = staged_floor(cluster, n)
+                        result.staged_ready = staged_floor(cluster, n)
                     with phase(f"N={n} #{i}: operator (convergence, idle, churn)"):
                         converge(cluster, operator, audit, n, result)
                     repeats.append(result)
                     rss_start.append(result.rss_start)
                     raw.setdefault(str(n), []).append(
                         {
-                            "floor_s": result.floor_s,
-                            "staged_s": result.staged_s,
+                            "floor_ready_s": [round(t, 3) for t in result.floor_ready],
+                            "staged_ready_s": [round(t, 3) for t in result.staged_ready],
                             "ready_s": [round(t, 3) for t in result.ready_s],
                             "writes": dict(result.writes),
                             "rss_mib": [result.rss_start, result.rss_ready, result.rss_idle],
