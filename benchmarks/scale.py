@@ -210,6 +210,7 @@ class ReadyWatch:
         self.initial: dict[str, Obj] = {}
         self.times: dict[str, float] = {}  #: time.perf_counter() of the first ready state
         self.version = ""
+        self.task: asyncio.Task[None] | None = None  #: run(), once started
         self._changed = asyncio.Event()
 
     def _see(self, obj: Obj) -> None:
@@ -217,6 +218,9 @@ class ReadyWatch:
         if name not in self.times and self.ready(obj, self.initial.get(name)):
             self.times[name] = time.perf_counter()
             self._changed.set()
+
+    def _ended(self, _task: asyncio.Task[None]) -> None:
+        self._changed.set()  # wake until()
 
     async def _list(self, *, prime: bool) -> None:
         response = await self.http.get(self.path)
@@ -260,6 +264,9 @@ class ReadyWatch:
         wanted = set(wanted)
         deadline = time.perf_counter() + timeout_s
         while not wanted <= self.times.keys():
+            if self.task is not None and self.task.done():  # the watch failed: say why, do not wait it out
+                self.task.result()
+                raise SystemExit(f"the watch of {self.path} ended while waiting for {what}")
             self._changed.clear()
             left = deadline - time.perf_counter()
             try:
@@ -334,7 +341,8 @@ async def watching(
     kube = Kube(http, CONCURRENCY)
     watch = ReadyWatch(http, path, ready)
     await watch.prime()
-    task = asyncio.create_task(watch.run())
+    task = watch.task = asyncio.create_task(watch.run())
+    task.add_done_callback(watch._ended)
     try:
         return await body(kube, watch)
     finally:
