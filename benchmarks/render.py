@@ -37,7 +37,7 @@ BODY: dict[str, Any] = {
 SECTION = "Offline"
 
 
-def rate(fn: Callable[[int], None], seconds: float = 2.0) -> float:
+def rate(fn: Callable[[int], object], seconds: float = 2.0) -> float:
     fn(0)  # warm up
     count, started = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - started) < seconds:
