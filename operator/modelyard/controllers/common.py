@@ -296,37 +296,54 @@ class Owner(abc.ABC, Generic[M]):
         return Cond.false(type_, reason, f"{what}: {failure.message}{RETRYING if failure.transient else ''}")
 
     async def apply_children(
-        self, objects: list[Manifest], failed_type: str = READY, *, trust_known: Collection[str] = ()
+        self,
+        objects: list[Manifest],
+        failed_type: str = READY,
+        *,
+        trust_known: Collection[str] = (),
+        together: bool = False,
     ) -> Cond | None:
         """Server-side apply each child (owned by this object) whose spec hash differs from the cluster's;
-        on failure, a False condition of ``failed_type`` whose reason names the child's kind. Children of
-        the kinds in ``trust_known`` whose hash is known current are neither read nor applied; a fresh
-        owner's children are applied without a read (server-side apply makes that safe)."""
+        on failure, a False condition of ``failed_type`` whose reason names the child's kind (the first
+        failed child in ``objects``' order). Children of the kinds in ``trust_known`` whose hash is known
+        current are neither read nor applied; a fresh owner's children are applied without a read
+        (server-side apply makes that safe). One after another, stopping at the first failure; or, with
+        ``together``, all at once (children that do not depend on each other: one round trip, not one per
+        child)."""
+        if together:
+            results = await asyncio.gather(*(self._apply_child(o, failed_type, trust_known) for o in objects))
+            return next((failed for failed in results if failed is not None), None)
         for obj in objects:
-            kopf.append_owner_reference(obj, owner=self.kopf_body)
-            meta = obj["metadata"]
-            key, want = (obj["kind"], meta["name"]), meta["annotations"][SPEC_HASH_ANNOTATION]
-            if obj["kind"] in trust_known and self.known.get(key) == want:
-                continue
-            try:
-                current = self._watched(obj["kind"], meta["name"])
-                if current is None and not self.fresh:
-                    current = await self.kube.get(
-                        obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"]
-                    )
-                have = (
-                    ((current or {}).get("metadata") or {}).get("annotations", {}).get(SPEC_HASH_ANNOTATION)
+            failed = await self._apply_child(obj, failed_type, trust_known)
+            if failed is not None:
+                return failed
+        return None
+
+    async def _apply_child(
+        self, obj: Manifest, failed_type: str, trust_known: Collection[str]
+    ) -> Cond | None:
+        kopf.append_owner_reference(obj, owner=self.kopf_body)
+        meta = obj["metadata"]
+        key, want = (obj["kind"], meta["name"]), meta["annotations"][SPEC_HASH_ANNOTATION]
+        if obj["kind"] in trust_known and self.known.get(key) == want:
+            return None
+        try:
+            current = self._watched(obj["kind"], meta["name"])
+            if current is None and not self.fresh:
+                current = await self.kube.get(
+                    obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"]
                 )
-                if current is None or have != want:
-                    current = await self.kube.apply(keep_immutable(obj, current))
-                    if self.watched is not None and obj["kind"] in WatchedChildren.KINDS:
-                        self.watched.put(current)
-                self.children[key] = current
-                self.known[key] = want
-            except (ApiError, httpx.HTTPError) as exc:
-                kind = obj["kind"]
-                self.known.pop(key, None)
-                return self.failed(failed_type, f"{kind}Failed", f"{kind} {meta['name']}", exc)
+            have = ((current or {}).get("metadata") or {}).get("annotations", {}).get(SPEC_HASH_ANNOTATION)
+            if current is None or have != want:
+                current = await self.kube.apply(keep_immutable(obj, current))
+                if self.watched is not None and obj["kind"] in WatchedChildren.KINDS:
+                    self.watched.put(current)
+            self.children[key] = current
+            self.known[key] = want
+        except (ApiError, httpx.HTTPError) as exc:
+            kind = obj["kind"]
+            self.known.pop(key, None)
+            return self.failed(failed_type, f"{kind}Failed", f"{kind} {meta['name']}", exc)
         return None
 
     def _watched(self, kind: str, name: str) -> dict[str, Any] | None:

@@ -202,7 +202,11 @@ class _Reconcile(Owner[ModelDeployment]):
         images = Images(self.settings.vllm_image, self.settings.aws_cli_image, self.settings.ollama_image)
         children = render_model_deployment(md, plan, images)
         trust = () if strict else _UNREAD_KINDS
-        failed = await self.apply_children([*children.base, *children.cache], trust_known=trust)
+        # the ServiceAccount, Service and NetworkPolicies together, then the claim and the Job together: no
+        # download pod starts before the policies that fence it exist
+        failed = await self.apply_children(children.base, trust_known=trust, together=True)
+        if failed is None:
+            failed = await self.apply_children(children.cache, trust_known=trust, together=True)
         if failed is not None:
             await self._finish([planned, failed], phase=Phase.FAILED, plan=plan)
             return
