@@ -100,6 +100,51 @@ class _Turn:
         self.waiting = 0
 
 
+class WorkQueue:
+    """Reconciles asked for by watch events of other objects (a child's, a backend's), run off kopf's
+    per-object workers: the handler adds the owner's key and returns, so kopf's worker takes that object's
+    next watch event at once. Awaiting the pass in the handler instead kept every event that arrived
+    meanwhile in kopf's backlog for the object, whole (managedFields and all): two thirds of the
+    operator's memory at its peak while 300 models converged. The queue holds keys; a key already waiting
+    is not added twice (its pass reads the object afresh); at most ``workers`` passes run at once
+    (controller-runtime's work queue, for kopf's one-task-per-event model)."""
+
+    def __init__(self, workers: int) -> None:
+        self._workers = workers
+        self._waiting: dict[Hashable, Callable[[], Awaitable[None]]] = {}
+        self._order: asyncio.Queue[Hashable] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def add(self, key: Hashable, run: Callable[[], Awaitable[None]]) -> None:
+        if key in self._waiting:
+            return
+        if self._order is None:  # started on the first use, on the operator's own loop
+            self._order = asyncio.Queue()
+            self._tasks = [asyncio.create_task(self._work(self._order)) for _ in range(self._workers)]
+        self._waiting[key] = run
+        self._order.put_nowait(key)
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    async def _work(self, order: asyncio.Queue[Hashable]) -> None:
+        while True:
+            key = await order.get()
+            run = self._waiting.pop(key)
+            try:
+                await run()
+            except Exception:  # a bug in one pass must not stop the queue: log it, as kopf would
+                logger.exception("reconcile of %s failed", key)
+
+    async def close(self) -> None:
+        """Cancel the workers (the operator stops) and wait for them."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks, self._order = [], None
+        self._waiting.clear()
+
+
 class KnownChildren:
     """Spec hashes of the children this operator process last applied or read, per owner. A reconcile
     triggered by a child's event trusts them for children whose state it does not read (a Service, a
@@ -183,18 +228,22 @@ async def reconcile_guarded(
     retry: int = 0,
     coalesce: bool = True,
     again: Callable[[], Awaitable[None]],
+    passes: asyncio.Semaphore | None = None,
 ) -> None:
     """Run ``one_pass`` for the object ``key`` (kind, namespace, name) under its lock, and retry it when it
     failed transiently: an object's own handler (``strict``) raises ``kopf.TemporaryError`` with the
     back-off for kopf's ``retry`` count; any other trigger hands ``again`` to ``retries``. A trigger that may
     ``coalesce`` (not strict) returns at once when another is already waiting for the object. ``one_pass``
-    returns the Owner it ran (None when the object is gone)."""
+    returns the Owner it ran (None when the object is gone). With ``passes``, a pass also takes one of its
+    slots once it holds the object's lock: a burst of new objects waits as small kopf events, not as
+    passes each holding its rendered children and the API server's answers."""
     failure: Failure | None = None
     async with locks.hold(key[1:], coalesce=coalesce and not strict) as turn:
         if not turn:
             return  # a pass of this object is already waiting: it will see this change
         try:
-            owner = await one_pass()
+            async with passes or contextlib.nullcontext():
+                owner = await one_pass()
             failure = owner.retry if owner is not None else None
         except (ApiError, httpx.HTTPError) as exc:  # not turned into a condition: reads, status writes
             failure = classify(exc)

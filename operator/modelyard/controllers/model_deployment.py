@@ -86,7 +86,7 @@ async def on_child(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, **_: 
     else:
         changed = memo.watched_children.put(dict(body))
     if changed:
-        await reconcile(memo, namespace, owner, strict=False)
+        memo.work.add((KIND, namespace, owner), lambda: reconcile(memo, namespace, owner, strict=False))
 
 
 class UnschedulablePods:
@@ -150,7 +150,9 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str, *, strict: bool,
         await reconcile(memo, namespace, name, strict=False)
 
     key = (KIND, namespace, name)
-    await reconcile_guarded(memo.retries, _locks, key, one_pass, strict=strict, retry=retry, again=again)
+    await reconcile_guarded(
+        memo.retries, _locks, key, one_pass, strict=strict, retry=retry, again=again, passes=memo.passes
+    )
 
 
 #: children whose state the status does not follow: a child's event need not read them again

@@ -160,7 +160,15 @@ async def _reconcile(
 
     key = (KIND, namespace, name)
     await reconcile_guarded(
-        memo.retries, _locks, key, one_pass, strict=strict, retry=retry, coalesce=False, again=again
+        memo.retries,
+        _locks,
+        key,
+        one_pass,
+        strict=strict,
+        retry=retry,
+        coalesce=False,
+        again=again,
+        passes=memo.passes,
     )
 
 

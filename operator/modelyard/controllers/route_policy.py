@@ -131,8 +131,9 @@ async def on_backend(body: kopf.Body, event: kopf.RawEvent, memo: kopf.Memo, **k
         if seen.get(key) == fingerprint:
             return
         seen[key] = fingerprint
+    backends = _Backends.of(kwargs)
     for policy in policies:
-        await reconcile(memo, namespace, policy, _Backends.of(kwargs), strict=False)
+        _queue(memo, namespace, policy, backends)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={OWNER_LABEL: kopf.PRESENT})
@@ -140,7 +141,12 @@ async def on_gateway(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     """The gateway Deployment changed: GatewayReady follows it."""
     meta = body.get("metadata", {})
     owner = meta.get("labels", {}).get(OWNER_LABEL)
-    await reconcile(memo, meta["namespace"], owner, _Backends.of(kwargs), strict=False)
+    _queue(memo, meta["namespace"], owner, _Backends.of(kwargs))
+
+
+def _queue(memo: kopf.Memo, namespace: str, name: str, backends: _Backends) -> None:
+    """A pass of the policy on the work queue (common.WorkQueue): the watch's handler returns at once."""
+    memo.work.add((KIND, namespace, name), lambda: reconcile(memo, namespace, name, backends, strict=False))
 
 
 def _routing_fingerprint(body: kopf.Body) -> str:
@@ -202,7 +208,9 @@ async def reconcile(
         await reconcile(memo, namespace, name, backends, strict=False)
 
     key = (KIND, namespace, name)
-    await reconcile_guarded(memo.retries, _locks, key, one_pass, strict=strict, retry=retry, again=again)
+    await reconcile_guarded(
+        memo.retries, _locks, key, one_pass, strict=strict, retry=retry, again=again, passes=memo.passes
+    )
 
 
 class _Reconcile(Owner[RoutePolicy]):

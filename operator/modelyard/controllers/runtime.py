@@ -17,11 +17,12 @@ import kopf
 from modelyard.api import GROUP, VERSION, ModelDeployment, ProviderBinding, RoutePolicy
 from modelyard.config import Settings
 from modelyard.kube import Kube
+from modelyard.kube.client import CONNECTIONS
 from modelyard.kube.login import login_with_kubeconfig
 from modelyard.render.common import COMPONENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL, label_selector
 from modelyard.render.model_deployment import SERVER
 
-from .common import KnownChildren, WatchedChildren
+from .common import KnownChildren, WatchedChildren, WorkQueue
 from .errors import RetryLater
 
 #: Status field where kopf keeps a failed handler's progress (its retries): in status, not annotations, so
@@ -29,6 +30,9 @@ from .errors import RetryLater
 KOPF_STATE = "kopf"
 MANAGED_SELECTOR = label_selector({MANAGED_BY_LABEL: MANAGED_BY})
 SERVER_SELECTOR = label_selector({COMPONENT_LABEL: SERVER})
+#: reconcile passes at once (and the work queue's workers): twice the API connections, so one pass prepares
+#: while another waits for the API server
+WORKERS = 2 * CONNECTIONS
 #: seconds a replica's peering keep-alive is valid (kopf touches it every lifetime - 5..10 s)
 PEERING_LIFETIME_S = 15
 
@@ -39,6 +43,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.known_children = KnownChildren()
     memo.watched_children = WatchedChildren()
     memo.retries = RetryLater()
+    memo.work = WorkQueue(WORKERS)
+    memo.passes = asyncio.Semaphore(WORKERS)
     _skip_retry_events()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API request is noise
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field=f"status.{KOPF_STATE}.progress")
@@ -137,9 +143,9 @@ class _RetryLogFilter(logging.Filter):
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
-    retries = memo.get("retries")
-    if retries is not None:
-        await retries.close()  # before the client their passes use is closed
+    for pending in (memo.get("retries"), memo.get("work")):
+        if pending is not None:
+            await pending.close()  # before the client their passes use is closed
     kube = memo.get("kube")
     if kube is not None:
         await kube.close()
