@@ -158,6 +158,19 @@ def clouds(
     return private
 
 
+def warning(k8s: client.ApiClient, namespace: str, name: str, reason: str) -> Callable[[], bool]:
+    """A check for ``wait_for``: ``name`` has a Warning Event with ``reason``. kopf posts Events from a
+    queue, so a test waits for one while the operator still runs instead of reading them after it stops."""
+
+    def posted() -> bool:
+        events = client.CoreV1Api(k8s).list_namespaced_event(
+            namespace, field_selector=f"involvedObject.name={name}"
+        )
+        return any(e.reason == reason and e.type == "Warning" for e in events.items)
+
+    return posted
+
+
 def operator_writes(sandbox: Any, since: int, namespace: str) -> list[str]:
     """Write requests into ``namespace`` by the admin identity the tests run the operator with."""
     found = []

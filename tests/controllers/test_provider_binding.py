@@ -32,6 +32,7 @@ from tests.controllers.conftest import (
     dumps,
     kubectl,
     operator_writes,
+    warning,
 )
 from tests.fakes.azure import AzureFake, account, private_endpoint_connection
 
@@ -505,14 +506,13 @@ def test_static_credentials_refused_under_the_default_policy(
             30,
             "refusal",
         )
+        wait_for(warning(k8s, namespace, "static", "StaticCredentialsNotAllowed"), 30, "the Warning Event")
     status = body["status"]
     assert condition(body, "IdentityConfigured")["reason"] == "StaticCredentialsNotAllowed"
     assert condition(body, "CredentialsVerified")["status"] == "Unknown"
     assert status["identity"]["mode"] == "static"
     high = {f["code"] for f in status["findings"] if f["severity"] == "high"}
     assert high == {"STATIC_CREDENTIALS", "PUBLIC_ENDPOINT"}  # keys, and no vpcEndpoint for confidential data
-    events = client.CoreV1Api(k8s).list_namespaced_event(namespace).items
-    assert any(e.reason == "StaticCredentialsNotAllowed" and e.type == "Warning" for e in events)
 
 
 def test_secret_values_and_tokens_never_leak(

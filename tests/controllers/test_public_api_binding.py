@@ -19,7 +19,7 @@ import pytest
 from kubernetes import client
 
 from modelyard.cloud import public_api as public_api_cloud
-from tests.controllers.conftest import GROUP, VERSION, api_error, condition, create, dumps, kubectl
+from tests.controllers.conftest import GROUP, VERSION, api_error, condition, create, dumps, kubectl, warning
 from tests.controllers.test_cloud_faults import outage_and_recovery
 from tests.controllers.test_provider_binding import cond_is, get_pb
 from tests.fakes.public_apis import PublicApisFake, base_url
@@ -210,13 +210,8 @@ def test_a_planted_key_never_leaks(
             custom, namespace, binding("openai", "openai", base_url(trusted.url, "openai"), ["gpt-4o-mini"])
         )
         wait_for(cond_is(custom, namespace, "openai", "CredentialsVerified", "False"), 60, "refused")
-        core = client.CoreV1Api(k8s)
-
-        def warned() -> bool:  # kopf posts Events from a queue: the refusal's Event is there before it counts
-            events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=openai").items
-            return any(e.reason == "CredentialsRejected" and e.type == "Warning" for e in events)
-
-        wait_for(warned, 30, "the refusal's Warning Event")
+        wait_for(warning(k8s, namespace, "openai", "CredentialsRejected"), 30, "the refusal's Warning Event")
+    core = client.CoreV1Api(k8s)
     assert any(r.headers.get("authorization") == f"Bearer {planted}" for r in trusted.requests("openai"))
     env = {**os.environ, "KUBECONFIG": str(sandbox.kubeconfig)}
     audit = subprocess.run(
