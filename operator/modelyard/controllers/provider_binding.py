@@ -159,16 +159,10 @@ async def _reconcile(
         await _reconcile(memo, namespace, name, None, strict=False)
 
     key = (KIND, namespace, name)
+    # no pass slot (common.reconcile_guarded): a binding's pass waits on the cloud's APIs, up to their
+    # timeouts while a cloud is slow, and must not hold the slots ModelDeployments and RoutePolicies share
     await reconcile_guarded(
-        memo.retries,
-        _locks,
-        key,
-        one_pass,
-        strict=strict,
-        retry=retry,
-        coalesce=False,
-        again=again,
-        passes=memo.passes,
+        memo.retries, _locks, key, one_pass, strict=strict, retry=retry, coalesce=False, again=again
     )
 
 
