@@ -84,16 +84,20 @@ def test_two_adapters_served_routed_by_name_and_by_classification(
             return config if {"contracts", "support"} <= names else None
 
         config = wait_for(compiled, 60, "both adapter routes in the gateway's config")
-        routes = wait_for(
-            lambda: (
+
+        def resolved() -> list[dict[str, Any]] | None:
+            """status.routes of the pass that compiled that config (a pass writes the config before its
+            status: an earlier status, from before the model was Ready, lists no eligible backend)."""
+            status = (
                 custom.get_namespaced_custom_object(
                     "modelyard.dev", "v1alpha1", namespace, "routepolicies", "lora-gateway"
                 ).get("status")
                 or {}
-            ).get("routes"),
-            30,
-            "status.routes",
-        )
+            )
+            routes: list[dict[str, Any]] = status.get("routes") or []
+            return routes if any(r["model"] == "contracts" and r.get("eligible") for r in routes) else None
+
+        routes = wait_for(resolved, 30, "status.routes with the adapters eligible")
     assert ready["status"]["adapters"] == [
         {
             "name": "legal-summarizer",
