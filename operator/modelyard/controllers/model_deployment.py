@@ -362,7 +362,7 @@ def _job_condition(name: str, job: dict[str, Any]) -> Cond:
                 "DownloadFailed",
                 f"Job {name} failed: {reason}: {cond.get('message', '')}".strip(": "),
             )
-    # one message while the download runs (a pod starting or running is not news); a failed attempt is
+    # one message while the download runs (a pod starting or running is not news); a failed attempt is news
     failed = status.get("failed", 0)
     retried = f" ({failed} failed attempt{'s' if failed != 1 else ''}, retrying)" if failed else ""
     return Cond.false(MODEL_CACHED, "Downloading", f"Job {name} is downloading the weights{retried}")
