@@ -83,3 +83,21 @@ def test_a_success_cancels_the_pending_retry_and_resets_the_backoff() -> None:
         return ran
 
     assert asyncio.run(main()) == []
+
+
+def test_nothing_is_scheduled_once_the_operator_stops() -> None:
+    """The cleanup closes the retries and then the API client: a pass still in flight that fails afterwards
+    must not schedule a retry that would run on the closed client."""
+
+    async def main() -> list[str]:
+        retries, ran = RetryLater(), []
+
+        async def again() -> None:
+            ran.append("a")
+
+        await retries.close()
+        retries.schedule("a", again)
+        await asyncio.sleep(backoff(0) + 0.2)
+        return ran
+
+    assert asyncio.run(main()) == []

@@ -65,3 +65,21 @@ def test_a_failing_pass_is_logged_and_the_queue_goes_on(caplog: pytest.LogCaptur
 
     assert asyncio.run(main()) == ["fine"]
     assert "reconcile of broken failed" in caplog.text and "a bug" in caplog.text
+
+
+def test_nothing_is_added_once_the_operator_stops() -> None:
+    async def main() -> list[str]:
+        queue, ran = WorkQueue(workers=1), []
+
+        async def run() -> None:
+            ran.append("a")
+
+        queue.add("first", run)
+        while not ran:
+            await asyncio.sleep(0.01)
+        await queue.close()
+        queue.add("late", run)
+        await asyncio.sleep(0.1)
+        return ran
+
+    assert asyncio.run(main()) == ["a"]

@@ -114,9 +114,10 @@ class WorkQueue:
         self._waiting: dict[Hashable, Callable[[], Awaitable[None]]] = {}
         self._order: asyncio.Queue[Hashable] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
 
     def add(self, key: Hashable, run: Callable[[], Awaitable[None]]) -> None:
-        if key in self._waiting:
+        if key in self._waiting or self._closed:  # closed: the operator stops, and so does its client
             return
         if self._order is None:  # started on the first use, on the operator's own loop
             self._order = asyncio.Queue()
@@ -137,7 +138,8 @@ class WorkQueue:
                 logger.exception("reconcile of %s failed", key)
 
     async def close(self) -> None:
-        """Cancel the workers (the operator stops) and wait for them."""
+        """Cancel the workers (the operator stops) and wait for them; nothing is added from here on."""
+        self._closed = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -69,6 +69,7 @@ class RetryLater:
     def __init__(self) -> None:
         self._attempts: dict[Hashable, int] = {}
         self._pending: dict[Hashable, asyncio.Task[None]] = {}
+        self._closed = False
 
     def schedule(self, key: Hashable, again: Callable[[], Awaitable[None]]) -> float:
         """Run ``again`` after the back-off for ``key``'s failures so far (unless one is pending already);
@@ -76,7 +77,8 @@ class RetryLater:
         attempt = self._attempts.get(key, 0)
         delay = backoff(attempt)
         pending = self._pending.get(key)
-        if pending is not None and not pending.done():
+        if self._closed or (pending is not None and not pending.done()):
+            # closed: the operator stops (a pass still in flight failed), its client with it
             return delay
         self._attempts[key] = attempt + 1
         self._pending[key] = asyncio.create_task(self._later(key, delay, again))
@@ -93,7 +95,9 @@ class RetryLater:
         return self._attempts.get(key, 0)
 
     async def close(self) -> None:
-        """Cancel every pending retry (the operator stops) and wait for them."""
+        """Cancel every pending retry (the operator stops) and wait for them; nothing is scheduled from
+        here on."""
+        self._closed = True
         tasks = list(self._pending.values())
         self._pending.clear()
         for task in tasks:

@@ -79,10 +79,10 @@ async def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
         partial(login_with_kubeconfig, **kwargs)
     )
     if info is not None:
-        previous = memo.get("kube")
-        memo.kube = Kube.from_connection(info)
-        if previous is not None:
-            await previous.close()
+        if memo.get("kube") is None:
+            memo.kube = Kube.from_connection(info)
+        else:  # a re-login (kopf saw a 401): the same client, new credentials
+            memo.kube.relogin(info)
     return info
 
 

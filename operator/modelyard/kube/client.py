@@ -96,14 +96,38 @@ def _raise_for(response: httpx.Response) -> None:
         raise ApiError(response.status_code, response.text[:500]) from None
 
 
+def _http_client(info: kopf.ConnectionInfo, timeout_s: float, connections: int) -> httpx.AsyncClient:
+    headers = {"User-Agent": "modelyard", **info.as_http_headers()}
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx.AsyncClient(
+        base_url=info.server,
+        verify=info.as_ssl_context(),
+        headers=headers,
+        timeout=httpx.Timeout(timeout_s),
+        limits=limits,
+    )
+
+
+async def _close_later(client: httpx.AsyncClient, delay_s: float) -> None:
+    try:
+        await asyncio.sleep(delay_s)
+    finally:  # cancelled when the operator stops: close it now
+        await client.aclose()
+
+
 class Kube:
     """The verbs the controllers use, on one pooled async HTTP client."""
 
-    def __init__(self, client: httpx.AsyncClient, connections: int = CONNECTIONS) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, connections: int = CONNECTIONS, timeout_s: float = 30.0
+    ) -> None:
         self._http = client
+        self._connections = connections
+        self._timeout_s = timeout_s
         # Requests beyond the pool's size queue here, in O(1), rather than in httpcore's pool (which rescans
         # every queued request against every connection whenever one frees up).
         self._slots = asyncio.Semaphore(connections)
+        self._retiring: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_connection(
@@ -111,18 +135,21 @@ class Kube:
     ) -> Kube:
         """A client on kopf's credentials. Every connection of the pool is kept alive: a burst of reconciles
         waits for a free connection instead of opening (and TLS-handshaking) one per request."""
-        headers = {"User-Agent": "modelyard", **info.as_http_headers()}
-        verify = info.as_ssl_context()
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        timeout = httpx.Timeout(timeout_s)
-        return cls(
-            httpx.AsyncClient(
-                base_url=info.server, verify=verify, headers=headers, timeout=timeout, limits=limits
-            ),
-            connections,
-        )
+        return cls(_http_client(info, timeout_s, connections), connections, timeout_s)
+
+    def relogin(self, info: kopf.ConnectionInfo) -> None:
+        """Use new credentials from here on, in this same object: kopf hands each resource object a shallow
+        copy of the operator's memo, so a pass (or a retry scheduled before the login) holds this object, not
+        the memo's attribute. The old pool is closed once the requests already on it have had their time."""
+        previous, self._http = self._http, _http_client(info, self._timeout_s, self._connections)
+        task = asyncio.create_task(_close_later(previous, self._timeout_s))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     async def close(self) -> None:
+        for task in list(self._retiring):
+            task.cancel()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         await self._http.aclose()
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
