@@ -175,6 +175,38 @@ def test_fewer_replicas_keep_the_claim_they_were_cached_on(
     assert not [e for e in events if e.reason == "PersistentVolumeClaimFailed"], [e.message for e in events]
 
 
+def test_a_new_revision_downloads_again_and_removes_the_earlier_download_job(
+    k8s: Any, custom: Any, namespace: str, run_operator: Any, wait_for: Any
+) -> None:
+    """A first generation skips the search for earlier download Jobs (it has had one source); a revision
+    change is a new Job, and once it has cached the weights the earlier Job is deleted."""
+    hf_secret(k8s, namespace)
+    source = "hf://meta-llama/Llama-3.1-8B-Instruct"
+    body = model(
+        "revised", source,
+        model={"name": "revised", "source": source, "revision": "0e9e39f",
+               "credentialsSecretRef": {"name": "hf-token", "key": "token"}},
+    )  # fmt: skip
+    with run_operator():
+        create(custom, namespace, body)
+        wait_for(phase_is(custom, namespace, "revised", "Ready"), 90, "revised Ready")
+        (first,) = children(k8s, namespace, "revised")["Job"]
+        custom.patch_namespaced_custom_object(
+            "modelyard.dev", "v1alpha1", namespace, "modeldeployments", "revised",
+            {"spec": {"model": {"revision": "5206a32"}}},
+        )  # fmt: skip
+
+        def one_new_job() -> list[Any] | None:
+            obj = get_md(custom, namespace, "revised")
+            status = obj.get("status") or {}
+            jobs = children(k8s, namespace, "revised")["Job"]
+            current = status.get("observedGeneration") == 2 and status.get("phase") == "Ready"
+            return jobs if current and [j.metadata.name for j in jobs] != [first.metadata.name] else None
+
+        jobs = wait_for(one_new_job, 90, "Ready on the new revision")
+    assert len(jobs) == 1, [j.metadata.name for j in jobs]
+
+
 def test_infeasible_model_creates_nothing(
     k8s: Any, custom: Any, namespace: str, run_operator: Any, wait_for: Any
 ) -> None:

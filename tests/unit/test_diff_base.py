@@ -38,3 +38,33 @@ def test_only_deletions_are_forgotten() -> None:
     seen: dict[str, Any] = {"type": "MODIFIED"}
     assert not _deleted(**seen)
     assert _deleted(type="DELETED")
+
+
+def test_the_essence_is_kopfs_own_without_copying_the_whole_body() -> None:
+    """The essence built from the spec, labels and annotations alone equals kopf's, which deep-copies the
+    whole body (status, managedFields) first: the same diff, without the copy."""
+    raw = {
+        "apiVersion": "modelyard.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {
+            "name": "m",
+            "namespace": "ns",
+            "uid": "u1",
+            "generation": 3,
+            "labels": {"team": "a"},
+            "annotations": {
+                "note": "kept",
+                "kubectl.kubernetes.io/last-applied-configuration": "{}",
+            },
+            "managedFields": [{"manager": "x", "fieldsV1": {"f:spec": {}}}] * 20,
+        },
+        "spec": {"replicas": 2, "model": {"name": "llama"}},
+        "status": {"phase": "Ready", "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    storage = RememberedDiffBase()
+    whole = kopf.Body(cast(kopf.RawBody, raw))
+    assert storage.build(body=whole) == kopf.DiffBaseStorage.build(storage, body=whole)
+    assert storage.build(body=whole) == {
+        "spec": {"replicas": 2, "model": {"name": "llama"}},
+        "metadata": {"labels": {"team": "a"}, "annotations": {"note": "kept"}},
+    }

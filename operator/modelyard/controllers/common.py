@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import collections
 import contextlib
 import logging
 import weakref
@@ -147,6 +148,51 @@ class WorkQueue:
         self._waiting.clear()
 
 
+class PassSlots:
+    """At most ``size`` reconcile passes at once, and the next free slot goes to a pass that moves an object
+    already underway (a child's event, a retry: ``urgent``) before a new object's first pass or a spec
+    change. A burst of new objects then never holds back the passes that turn their finished downloads
+    into Deployments: the cluster's rollouts start while the burst is still being applied, instead of
+    after every first pass (a plain FIFO semaphore put 1,000 first passes ahead of them)."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiting: tuple[collections.deque[asyncio.Future[None]], ...] = (
+            collections.deque(),  # urgent
+            collections.deque(),
+        )
+
+    @contextlib.asynccontextmanager
+    async def slot(self, *, urgent: bool) -> AsyncIterator[None]:
+        await self._acquire(urgent)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, urgent: bool) -> None:
+        if self._free > 0 and not any(self._waiting):
+            self._free -= 1
+            return
+        handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[0 if urgent else 1].append(handed)
+        try:
+            await handed
+        except asyncio.CancelledError:
+            if handed.done() and not handed.cancelled():  # handed a slot, then cancelled: pass it on
+                self._release()
+            raise
+
+    def _release(self) -> None:
+        for queue in self._waiting:
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():  # a cancelled waiter's future is done: skipped
+                    waiter.set_result(None)  # the slot goes straight to it
+                    return
+        self._free += 1
+
+
 class KnownChildren:
     """Spec hashes of the children this operator process last applied or read, per owner. A reconcile
     triggered by a child's event trusts them for children whose state it does not read (a Service, a
@@ -230,7 +276,7 @@ async def reconcile_guarded(
     retry: int = 0,
     coalesce: bool = True,
     again: Callable[[], Awaitable[None]],
-    passes: asyncio.Semaphore | None = None,
+    passes: PassSlots | None = None,
 ) -> None:
     """Run ``one_pass`` for the object ``key`` (kind, namespace, name) under its lock, and retry it when it
     failed transiently: an object's own handler (``strict``) raises ``kopf.TemporaryError`` with the
@@ -238,13 +284,14 @@ async def reconcile_guarded(
     ``coalesce`` (not strict) returns at once when another is already waiting for the object. ``one_pass``
     returns the Owner it ran (None when the object is gone). With ``passes``, a pass also takes one of its
     slots once it holds the object's lock: a burst of new objects waits as small kopf events, not as
-    passes each holding its rendered children and the API server's answers."""
+    passes each holding its rendered children and the API server's answers; a pass that is not ``strict``
+    (an object underway) is served first."""
     failure: Failure | None = None
     async with locks.hold(key[1:], coalesce=coalesce and not strict) as turn:
         if not turn:
             return  # a pass of this object is already waiting: it will see this change
         try:
-            async with passes or contextlib.nullcontext():
+            async with passes.slot(urgent=not strict) if passes else contextlib.nullcontext():
                 owner = await one_pass()
             failure = owner.retry if owner is not None else None
         except (ApiError, httpx.HTTPError) as exc:  # not turned into a condition: reads, status writes

@@ -220,8 +220,13 @@ class _Reconcile(Owner[ModelDeployment]):
             await self._finish([planned, cached, waiting], phase=phase, plan=plan)
             return
         previous = condition(self.status, MODEL_CACHED) or {}
-        if strict or (previous.get("status"), previous.get("message")) != ("True", cached.message):
-            await self._remove_stale_jobs(children)  # once, when the cache becomes ready
+        # once, when the cache becomes ready; a first generation has had one source only, and needs no LIST
+        # (the API server matches the selector against every Job in the namespace: a thousand per model)
+        if strict or (
+            (self.generation or 1) > 1
+            and (previous.get("status"), previous.get("message")) != ("True", cached.message)
+        ):
+            await self._remove_stale_jobs(children)
         failed = await self.apply_children(children.serving, trust_known=trust)
         if failed is not None:
             await self._finish([planned, cached, failed], phase=Phase.FAILED, plan=plan)

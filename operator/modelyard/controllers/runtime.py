@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import random
+from collections.abc import Iterable
 from functools import partial
 from typing import Any, cast
 
@@ -22,7 +23,7 @@ from modelyard.kube.login import login_with_kubeconfig
 from modelyard.render.common import COMPONENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL, label_selector
 from modelyard.render.model_deployment import SERVER
 
-from .common import KnownChildren, WatchedChildren, WorkQueue
+from .common import KnownChildren, PassSlots, WatchedChildren, WorkQueue
 from .errors import RetryLater
 
 #: Status field where kopf keeps a failed handler's progress (its retries): in status, not annotations, so
@@ -44,7 +45,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.watched_children = WatchedChildren()
     memo.retries = RetryLater()
     memo.work = WorkQueue(WORKERS)
-    memo.passes = asyncio.Semaphore(WORKERS)
+    memo.passes = PassSlots(WORKERS)
     _skip_retry_events()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API request is noise
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field=f"status.{KOPF_STATE}.progress")
@@ -96,6 +97,17 @@ class RememberedDiffBase(kopf.DiffBaseStorage):
     def __init__(self) -> None:
         super().__init__()
         self._by_uid: dict[str, str] = {}
+
+    def build(self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None) -> kopf.BodyEssence:
+        """kopf's essence (spec, labels, annotations), built from those alone: kopf deep-copies the whole
+        body first (status and managedFields included) only to drop most of it, for every event of every
+        object; that copy was a tenth of the operator's CPU while 1,000 models converged."""
+        if extra_fields:  # a handler that follows a status field (none here): kopf's own way
+            return super().build(body=body, extra_fields=extra_fields)
+        meta = body.get("metadata") or {}
+        kept = {key: value for key, value in body.items() if key not in ("metadata", "status")}
+        kept["metadata"] = {key: meta[key] for key in ("labels", "annotations") if key in meta}
+        return super().build(body=kopf.Body(cast(kopf.RawBody, kept)))
 
     def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
         encoded = self._by_uid.get(body.metadata.uid or "")
