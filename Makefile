@@ -78,7 +78,7 @@ test: install tools sandbox-bin images vllm verify-generated lint chart-lint ## 
 demo: install tools sandbox-bin images ## a sandbox with simulated H100 nodes and the real node, local clouds, every example, a real answer through the gateway
 	@hack/demo.sh
 
-bench: install tools sandbox-bin images ## speed and memory figures: a table, and bench-results.json (about 80 min; BENCH_SCALE_SIZES, BENCH_SCALE_REPEATS shorten the scale section)
+bench: install tools sandbox-bin images ## speed and memory figures: a table, and bench-results.json (about 65 min; BENCH_SCALE_SIZES, BENCH_SCALE_REPEATS shorten the scale section)
 	@python benchmarks/run.py $(if $(ONLY),--only $(ONLY))
 
 clean:
