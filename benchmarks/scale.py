@@ -290,14 +290,23 @@ class Cluster:
         self.api = config.new_client_from_config(config_file=str(sandbox.kubeconfig))
         self.core = client.CoreV1Api(self.api)
 
-    def http(self) -> httpx.AsyncClient:
+    def _context(self) -> ssl.SSLContext:
         pki = Pki(self.sandbox.directory / "pki")
         context = ssl.create_default_context(cafile=str(pki.ca.cert))
         admin = pki.client("admin")
         context.load_cert_chain(str(admin.cert), str(admin.key))
-        connections = CONCURRENCY + 2  # the load, and up to two watches
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        return httpx.AsyncClient(base_url=self.sandbox.api_url, verify=context, timeout=60, limits=limits)
+        return context
+
+    def http(self) -> httpx.AsyncClient:
+        """For watches (up to two)."""
+        limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
+        return httpx.AsyncClient(
+            base_url=self.sandbox.api_url, verify=self._context(), timeout=60, limits=limits
+        )
+
+    def kube(self) -> Kube:
+        """For the load: the operator's own client (made on the loop it serves)."""
+        return Kube(self.sandbox.api_url, self._context(), connections=CONCURRENCY, timeout_s=60)
 
     def namespace(self, name: str) -> None:
         self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
@@ -337,8 +346,7 @@ async def watching(
     cluster: Cluster, path: str, ready: Predicate, body: Callable[[Kube, ReadyWatch], Awaitable[T]]
 ) -> T:
     """``body(kube, watch)`` with ``watch`` primed and running on ``path``."""
-    http = cluster.http()
-    kube = Kube(http, CONCURRENCY)
+    http, kube = cluster.http(), cluster.kube()
     watch = ReadyWatch(http, path, ready)
     await watch.prime()
     task = watch.task = asyncio.create_task(watch.run())
@@ -349,6 +357,7 @@ async def watching(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await kube.close()
+        await http.aclose()
 
 
 def md_path(namespace: str) -> str:

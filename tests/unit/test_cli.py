@@ -186,5 +186,5 @@ def test_the_offline_commands_import_neither_kopf_nor_a_kubernetes_client() -> N
         text=True,
         check=True,
     ).stdout
-    for module in ("kopf", "kubernetes", "httpx", "modelyard_sandbox"):
+    for module in ("kopf", "kubernetes", "httpx", "aiohttp", "modelyard_sandbox"):
         assert f"'{module}'" not in loaded

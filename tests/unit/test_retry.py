@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 import pytest
 
 from modelyard.controllers.errors import BACKOFF_CAP_S, RetryLater, backoff, classify
-from modelyard.kube import ApiError
+from modelyard.kube import ApiError, Unreachable
 
 QUOTA = (
     'persistentvolumeclaims "llama-cache" is forbidden: exceeded quota: no-claims, requested: '
@@ -27,16 +26,14 @@ WEBHOOK = 'admission webhook "validate.kyverno.svc" denied the request: resource
         (ApiError(403, QUOTA, "Forbidden"), True),
         (ApiError(403, WEBHOOK, "Forbidden"), True),
         (ApiError(404, "the server could not find the requested resource", "NotFound"), True),
-        (httpx.ConnectError("All connection attempts failed"), True),
-        (httpx.ReadTimeout("timed out"), True),
-        (httpx.RemoteProtocolError("Server disconnected without sending a response."), True),
+        (Unreachable("cannot connect to 10.96.0.1:443: Connection refused"), True),
+        (Unreachable("no answer within 30 s"), True),
+        (Unreachable("ServerDisconnectedError: Server disconnected"), True),
         (ApiError(422, 'Job.batch "x" is invalid: spec.template: Required value', "Invalid"), False),
         (ApiError(400, "the body of the request was in an unknown format", "BadRequest"), False),
     ],
 )
-def test_only_a_refusal_of_what_was_sent_is_permanent(
-    error: ApiError | httpx.HTTPError, transient: bool
-) -> None:
+def test_only_a_refusal_of_what_was_sent_is_permanent(error: ApiError | Unreachable, transient: bool) -> None:
     failure = classify(error)
     assert failure.transient is transient
     assert failure.message  # the API server's words (or the transport's) reach the condition

@@ -72,11 +72,10 @@ async def _read_cluster() -> tuple[dict[str, list[dict[str, Any]]], list[dict[st
     the kubeconfig (an exec credential plugin included): the three kinds, and the namespace and labels of
     each NetworkPolicy. Nothing else (no Secret, ever)."""
     # Imported here: kopf (under modelyard.kube) costs ~0.3 s, which the offline commands should not pay.
-    import httpx  # noqa: PLC0415
     import kopf  # noqa: PLC0415
     import yaml  # noqa: PLC0415
 
-    from modelyard.kube import ApiError, Kube  # noqa: PLC0415
+    from modelyard.kube import ApiError, Kube, Unreachable  # noqa: PLC0415
     from modelyard.kube.login import login_with_kubeconfig  # noqa: PLC0415
 
     try:
@@ -91,7 +90,7 @@ async def _read_cluster() -> tuple[dict[str, list[dict[str, Any]]], list[dict[st
         policies = await kube.list("networking.k8s.io/v1", "NetworkPolicy", None)
     except ApiError as exc:
         raise UserError(f"the cluster answered {exc.status} {exc.reason}".rstrip()) from None
-    except httpx.HTTPError as exc:
+    except Unreachable as exc:
         raise UserError(f"cannot reach the cluster: {_first_line(exc)}") from None
     finally:
         await kube.close()

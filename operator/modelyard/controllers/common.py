@@ -22,13 +22,12 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Hashable
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
-import httpx
 import kopf
 from pydantic import ValidationError
 
 from modelyard.api.common import ApiModel, Resource
 from modelyard.api.conditions import Cond, merge_conditions, now_rfc3339, summary
-from modelyard.kube import ApiError, Kube
+from modelyard.kube import ApiError, Kube, Unreachable
 from modelyard.manifests import format_validation_error
 from modelyard.render.common import SPEC_HASH_ANNOTATION, Manifest
 
@@ -294,7 +293,7 @@ async def reconcile_guarded(
             async with passes.slot(urgent=not strict) if passes else contextlib.nullcontext():
                 owner = await one_pass()
             failure = owner.retry if owner is not None else None
-        except (ApiError, httpx.HTTPError) as exc:  # not turned into a condition: reads, status writes
+        except (ApiError, Unreachable) as exc:  # not turned into a condition: reads, status writes
             failure = classify(exc)
     if failure is None:
         retries.succeeded(key)
@@ -385,7 +384,7 @@ class Owner(abc.ABC, Generic[M]):
     async def invalid(self, ready: Cond) -> None:
         """Write the status of an object whose spec does not parse (``ready`` says why)."""
 
-    def failed(self, type_: str, reason: str, what: str, exc: ApiError | httpx.HTTPError) -> Cond:
+    def failed(self, type_: str, reason: str, what: str, exc: ApiError | Unreachable) -> Cond:
         """A False condition for an API request that failed (``what`` names the object); a transient
         failure also marks this pass for a retry, and says so in the message."""
         failure = classify(exc)
@@ -438,7 +437,7 @@ class Owner(abc.ABC, Generic[M]):
                     self.watched.put(current)
             self.children[key] = current
             self.known[key] = want
-        except (ApiError, httpx.HTTPError) as exc:
+        except (ApiError, Unreachable) as exc:
             kind = obj["kind"]
             self.known.pop(key, None)
             return self.failed(failed_type, f"{kind}Failed", f"{kind} {meta['name']}", exc)

@@ -29,9 +29,7 @@ import logging
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 
-import httpx
-
-from modelyard.kube import ApiError
+from modelyard.kube import ApiError, Unreachable
 
 #: seconds before the first retry; doubled each attempt up to BACKOFF_CAP_S
 BACKOFF_FIRST_S = 2.0
@@ -48,10 +46,10 @@ class Failure:
     message: str
 
 
-def classify(exc: ApiError | httpx.HTTPError) -> Failure:
+def classify(exc: ApiError | Unreachable) -> Failure:
     """Transient or permanent, with a one-line message that names the cause (the API server's message)."""
-    if isinstance(exc, httpx.HTTPError):  # no answer: refused, reset, timed out
-        return Failure(True, f"API server unreachable ({type(exc).__name__}: {exc})".replace(" ()", ""))
+    if isinstance(exc, Unreachable):  # no answer: refused, reset, timed out
+        return Failure(True, f"API server unreachable ({exc})")
     if exc.status in (400, 422):
         return Failure(False, exc.message)
     return Failure(True, exc.message or f"{exc.status} {exc.reason}".strip())

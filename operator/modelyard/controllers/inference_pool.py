@@ -9,12 +9,11 @@ removes the pool through its owner reference, like every other child.
 
 from __future__ import annotations
 
-import httpx
 import kopf
 
 from modelyard.api.conditions import Cond, condition
 from modelyard.api.model_deployment import ModelDeployment
-from modelyard.kube import ApiError
+from modelyard.kube import ApiError, Unreachable
 from modelyard.render.common import SPEC_HASH_ANNOTATION
 from modelyard.render.inference_pool import (
     API_VERSION,
@@ -76,7 +75,7 @@ async def sync_inference_pool(
         if exc.status == 422:
             return [Cond.false(POOL_CONDITION, "InferencePoolInvalid", f"InferencePool {name}: {exc}")]
         return [owner.failed(POOL_CONDITION, "InferencePoolFailed", f"InferencePool {name}", exc)]
-    except httpx.HTTPError as exc:
+    except Unreachable as exc:
         return [owner.failed(POOL_CONDITION, "InferencePoolFailed", f"InferencePool {name}", exc)]
     picker = md.spec.inference_pool.endpoint_picker_ref
     assert picker is not None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import kopf
 
 from modelyard.api import GROUP, VERSION, ModelDeployment
@@ -21,7 +20,7 @@ from modelyard.api.model_deployment import Engine, ModelDeploymentStatus, Phase,
 from modelyard.audit.model_deployment import model_deployment_findings
 from modelyard.config import Settings
 from modelyard.errors import Infeasible, UserError
-from modelyard.kube.client import ApiError
+from modelyard.kube.client import ApiError, Unreachable
 from modelyard.planning.capacity import Plan
 from modelyard.planning.spec import plan_deployment
 from modelyard.render import leader_worker_set as lws
@@ -274,7 +273,7 @@ class _Reconcile(Owner[ModelDeployment]):
         except ApiError as exc:
             if exc.status != 404:  # no LeaderWorkerSet CRD: nothing of that kind can exist
                 return self.failed(READY, f"{kind}Failed", f"{kind} {self.name}", exc)
-        except httpx.HTTPError as exc:
+        except Unreachable as exc:
             return self.failed(READY, f"{kind}Failed", f"{kind} {self.name}", exc)
         if self.watched is not None:
             self.watched.drop(kind, self.namespace, self.name)

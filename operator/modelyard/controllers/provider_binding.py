@@ -20,7 +20,6 @@ import functools
 import logging
 from typing import Any
 
-import httpx
 import kopf
 
 from modelyard.api import GROUP, VERSION
@@ -46,7 +45,7 @@ from modelyard.cloud.network import resolver_from
 from modelyard.cloud.public_api import PublicApiVerifier
 from modelyard.cloud.scrub import scrub
 from modelyard.config import Settings
-from modelyard.kube import ApiError
+from modelyard.kube import ApiError, Unreachable
 
 from . import reverification
 from .common import MAX_EVENT_MESSAGE, READY, RETRYING, ObjectLocks, Owner, reconcile_guarded
@@ -130,7 +129,7 @@ async def _reverify(memo: kopf.Memo, namespace: str, name: str) -> None:
         body = await memo.kube.get(API_VERSION, KIND, namespace, name)
         if body is not None and not body["metadata"].get("deletionTimestamp"):
             await reconcile(memo, body, strict=False)
-    except (ApiError, httpx.HTTPError) as exc:
+    except (ApiError, Unreachable) as exc:
         logger.warning("re-verifying ProviderBinding %s/%s failed: %s", namespace, name, scrub(str(exc)))
 
 
@@ -232,7 +231,7 @@ class _Reconcile(Owner[ProviderBinding]):
         bodies = [b for b in bodies if b["metadata"].get("uid") != binding.metadata.uid] + [self.body]
         try:
             conflicts = await sync_for_bindings(self.kube, self.namespace, bodies)
-        except (ApiError, httpx.HTTPError) as exc:
+        except (ApiError, Unreachable) as exc:
             return self.failed(IDENTITY, "ServiceAccountFailed", "ServiceAccount", exc)
         if self.name in conflicts:
             return Cond.false(IDENTITY, "IdentityConflict", conflicts[self.name])

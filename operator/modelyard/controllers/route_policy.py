@@ -17,7 +17,6 @@ import json
 import secrets
 from typing import Any, TypeVar
 
-import httpx
 import kopf
 from pydantic import ValidationError
 
@@ -27,7 +26,7 @@ from modelyard.api.conditions import Cond
 from modelyard.api.route_policy import RoutePolicyStatus, RouteStatus
 from modelyard.audit.route_policy import route_policy_findings
 from modelyard.config import Settings
-from modelyard.kube import ApiError, Kube
+from modelyard.kube import ApiError, Kube, Unreachable
 from modelyard.render.common import MANAGED_BY, MANAGED_BY_LABEL, PART_OF, PART_OF_LABEL, owner_label
 from modelyard.render.gateway import (
     MASTER_KEY_SECRET_KEY,
@@ -270,7 +269,7 @@ class _Reconcile(Owner[RoutePolicy]):
         except ApiError as exc:
             if exc.status != 409:  # 409: another pass created it first
                 return self.failed(GATEWAY_READY, "SecretFailed", f"Secret {name}", exc)
-        except httpx.HTTPError as exc:
+        except Unreachable as exc:
             return self.failed(GATEWAY_READY, "SecretFailed", f"Secret {name}", exc)
         return None
 
@@ -280,7 +279,7 @@ class _Reconcile(Owner[RoutePolicy]):
         kopf.append_owner_reference(account, owner=self.kopf_body, controller=False)
         try:
             await apply_service_account(self.kube, account, policy_field_manager(self.name))
-        except (ApiError, httpx.HTTPError) as exc:
+        except (ApiError, Unreachable) as exc:
             name = account["metadata"]["name"]
             return self.failed(GATEWAY_READY, "ServiceAccountFailed", f"ServiceAccount {name}", exc)
         return None

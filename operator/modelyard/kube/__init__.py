@@ -1,5 +1,5 @@
 """A small async Kubernetes API client for the controllers: server-side apply, status, tokens, events."""
 
-from .client import ApiError, Kube, Resource, resource_for
+from .client import ApiError, Kube, Resource, Unreachable, resource_for
 
-__all__ = ["ApiError", "Kube", "Resource", "resource_for"]
+__all__ = ["ApiError", "Kube", "Resource", "Unreachable", "resource_for"]
