@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -182,14 +183,16 @@ class Operator:
         self.process: subprocess.Popen[bytes] | None = None
         self.profiler: subprocess.Popen[bytes] | None = None
         self.runs = 0
+        self.metrics_port = 0
         _service_account_kubeconfig(sandbox, api, self.kubeconfig)
 
     def start(self, env: dict[str, str] | None = None) -> None:
+        self.metrics_port = free_port()  # next to other operators (tests, benchmarks)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "modelyard.cli.main", "run", "-A", "--log-format", "plain"],
             env={
                 **os.environ,
-                "MODELYARD_METRICS_PORT": str(free_port()),  # next to other operators (tests, benchmarks)
+                "MODELYARD_METRICS_PORT": str(self.metrics_port),
                 **(env or {}),
                 "KUBECONFIG": str(self.kubeconfig),
             },
@@ -234,6 +237,20 @@ class Operator:
                 self.process.kill()
                 self.process.wait(10)
             self.process = None
+
+    def cpu_s(self) -> float:
+        """CPU seconds the operator has used so far (user and system, from /proc)."""
+        assert self.process is not None
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def reconciles(self, kind: str) -> float:
+        """Passes the operator has run for ``kind`` so far (its Prometheus counter, errors included)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            text = answer.read().decode()
+        prefix = f'modelyard_reconciles_total{{kind="{kind}",'
+        return sum(float(line.rpartition(" ")[2]) for line in text.splitlines() if line.startswith(prefix))
 
     def rss_mib(self) -> float:
         assert self.process is not None

@@ -399,6 +399,8 @@ class Repeat:
     rss_ready: float = 0.0
     rss_idle: float = 0.0
     idle_writes: float = 0.0
+    cpu_s: float = 0.0  #: the operator's CPU seconds per ModelDeployment, from creation to all Ready
+    passes: float = 0.0  #: ModelDeployment passes per object, from creation to all Ready
     churn_s: float = 0.0
     churn_writes: float = 0.0  #: per changed object
     changed: int = 0
@@ -523,10 +525,15 @@ def converge(cluster: Cluster, operator: Operator, audit: AuditLog, n: int, resu
     result.rss_start = operator.rss_mib()
 
     audit.mark()
+    cpu, passes = operator.cpu_s(), operator.reconciles("ModelDeployment")
     result.ready_s = create_and_wait(cluster, namespace, [model_deployment(m, namespace) for m in names(n)])
+    result.cpu_s = (operator.cpu_s() - cpu) / n
+    result.passes = (operator.reconciles("ModelDeployment") - passes) / n
     ready = result.ready_s
     median = statistics.median(ready)
     print(f"     Ready: first {ready[0]:.1f} s, median {median:.1f} s, last {ready[-1]:.1f} s", flush=True)
+    cost = f"{result.cpu_s * 1000:.0f} ms CPU and {result.passes:.2f} passes"
+    print(f"     operator: {cost} per model", flush=True)
     time.sleep(TRAILING_S)
     result.writes = audit.writes(namespace)
     result.rss_ready = operator.rss_mib()
@@ -649,6 +656,8 @@ def summarize(figures: Figures, n: int, repeats: list[Repeat], wall_s: float) ->
     )
     for key in keys:
         add(f"  {key}", [r.writes[key] / n for r in repeats], "")
+    add("operator CPU per ModelDeployment (to all Ready)", [r.cpu_s * 1000 for r in repeats], "ms")
+    add("passes per ModelDeployment (to all Ready)", [r.passes for r in repeats], "")
     add("operator RSS after convergence", [r.rss_ready for r in repeats], "MiB")
     idle = [r.idle_writes for r in repeats]
     add("idle writes", idle, "/min", target="0", met=max(idle) == 0)
