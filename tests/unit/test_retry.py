@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import kopf
 import pytest
 
+from modelyard.controllers.common import ObjectLocks, reconcile_guarded
 from modelyard.controllers.errors import BACKOFF_CAP_S, RetryLater, backoff, classify
 from modelyard.kube import ApiError, Unreachable
 
@@ -98,3 +100,33 @@ def test_nothing_is_scheduled_once_the_operator_stops() -> None:
         return ran
 
     assert asyncio.run(main()) == []
+
+
+def test_a_failed_pass_of_the_objects_own_handler_is_retried_even_if_kopf_cannot_record_it() -> None:
+    """kopf retries its handler only after recording the attempt on the object, which fails while the API
+    server cannot write (etcd away): the failed pass also leaves a retry of the operator's own."""
+
+    async def main() -> list[str]:
+        retries, ran = RetryLater(), []
+
+        async def failing_pass() -> None:
+            raise ApiError(500, "etcdserver: request timed out", "InternalError")
+
+        async def again() -> None:
+            ran.append("again")
+
+        with pytest.raises(kopf.TemporaryError):
+            await reconcile_guarded(
+                retries,
+                ObjectLocks(),
+                ("ModelDeployment", "ml", "llama"),
+                failing_pass,
+                strict=True,
+                again=again,
+            )
+        assert retries.attempts(("ModelDeployment", "ml", "llama")) == 1
+        await asyncio.sleep(backoff(0) + 0.2)
+        await retries.close()
+        return ran
+
+    assert asyncio.run(main()) == ["again"]

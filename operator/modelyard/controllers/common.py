@@ -303,6 +303,10 @@ async def reconcile_guarded(
         if strict:
             raise kopf.PermanentError(failure.message)
     elif strict:
+        # kopf calls the handler again only once it has recorded the attempt on the object; when the API
+        # server cannot write (etcd away), that record fails and kopf never calls again. A retry of our own
+        # covers it: whichever pass succeeds first cancels it (or finds nothing left to do).
+        retries.schedule(key, again)
         raise kopf.TemporaryError(failure.message, delay=backoff(retry))
     else:
         delay = retries.schedule(key, again)
