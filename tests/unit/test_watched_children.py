@@ -72,3 +72,32 @@ def test_a_pod_event_matters_only_when_placement_changes() -> None:
     assert not pods.observe("ml", "llama", pod("d", "downloader", full), deleted=False)
     assert pods.observe("ml", "llama", pod("a", "model-server", full), deleted=True)
     assert pods.message("ml", "llama") is None
+
+
+def job(version: str, **status: Any) -> dict[str, Any]:
+    meta = {"name": "llama-download-1", "namespace": "ml", "generation": 1, "resourceVersion": version}
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": {}, "status": status}
+
+
+def test_only_status_a_reconcile_reads_is_a_change() -> None:
+    """A child's event runs its owner's pass only when what the pass reads changed: a download pod
+    starting or a Deployment's timestamps are not news; a Job's completion, a failed attempt and a ready
+    replica are."""
+    watched = WatchedChildren()
+    assert watched.put(job("1"))
+    assert not watched.put(job("2", active=1, ready=0, startTime="t1"))
+    assert not watched.put(job("3", active=1, ready=1, startTime="t1"))
+    assert watched.put(job("4", active=1, failed=1, startTime="t1"))  # "1 failed attempt, retrying"
+    criteria = {"type": "SuccessCriteriaMet", "status": "True"}
+    assert not watched.put(job("5", failed=1, succeeded=1, conditions=[criteria]))
+    complete = {"type": "Complete", "status": "True"}
+    assert watched.put(job("6", failed=1, succeeded=1, conditions=[criteria, complete]))
+    kept = watched.get("Job", "ml", "llama-download-1")
+    assert kept is not None and kept["status"] == {"failed": 1, "conditions": [complete]}
+
+    rollout = deployment("10", 0)
+    assert watched.put(rollout)
+    rollout = deployment("11", 0, time="t1")
+    rollout["status"].update(availableReplicas=0, unavailableReplicas=1)
+    assert not watched.put(rollout)
+    assert watched.put(deployment("12", 1))

@@ -252,8 +252,33 @@ def _slim(body: dict[str, Any]) -> dict[str, Any]:
             "annotations": {k: v for k, v in annotations.items() if k == SPEC_HASH_ANNOTATION},
         },
         "spec": {"replicas": spec["replicas"]} if "replicas" in spec else {},
-        "status": body.get("status") or {},
+        "status": _status_read(body.get("kind"), body.get("status") or {}),
     }
+
+
+#: the status fields the controllers read, by kind (model_deployment.py: ``_job_condition``,
+#: ``_availability``, ``lws_availability``); a kind not named here is kept whole (an InferencePool's)
+_STATUS_READ = {
+    "Job": ("conditions", "failed"),
+    "Deployment": ("observedGeneration", "replicas", "updatedReplicas", "readyReplicas"),
+    "LeaderWorkerSet": ("replicas", "readyReplicas", "conditions"),
+}
+#: a Job's conditions that decide anything: the rest (SuccessCriteriaMet, a pod's progress) cause no pass
+_JOB_CONDITIONS = frozenset({"Complete", "Failed"})
+
+
+def _status_read(kind: Any, status: dict[str, Any]) -> dict[str, Any]:
+    """The part of a child's status a reconcile reads, so an event that changes only the rest (a pod
+    starting, a Deployment's timestamps and available counts) is not a change and runs no pass."""
+    fields = _STATUS_READ.get(kind)
+    if fields is None:
+        return status
+    kept = {field: status[field] for field in fields if field in status}
+    if kind == "Job" and "conditions" in kept:
+        deciding = [c for c in kept.pop("conditions") or [] if c.get("type") in _JOB_CONDITIONS]
+        if deciding:
+            kept["conditions"] = deciding
+    return kept
 
 
 def _without_version(slim: dict[str, Any]) -> dict[str, Any]:
