@@ -1,8 +1,8 @@
 """What every controller does the same way, the reconcile skeleton:
 
-1. ``reconcile_guarded``: one pass per object at a time (ObjectLocks), the object read afresh; a transient
-   API failure anywhere in the pass is retried with back-off (errors.py says which are transient and how
-   each trigger retries);
+1. ``reconcile_guarded``: one pass per object at a time (ObjectLocks), from the object's latest body
+   (LatestBodies, or a GET); a transient API failure anywhere in the pass is retried with back-off
+   (errors.py says which are transient and how each trigger retries);
 2. ``Owner.reconcile``: parse the body into its API model once; an invalid spec becomes
    ``Ready=False/InvalidSpec`` with a Warning Event naming the field, and a PermanentError for kopf;
 3. the controller's ``run``: gather, compute conditions with pure functions, ``apply_children`` (only those
@@ -46,8 +46,8 @@ M = TypeVar("M", bound=Resource)
 class ObjectLocks:
     """One lock per object, so two triggers for one object (its own event and a child's) never reconcile it
     at the same time, and a burst of triggers costs at most two passes: a trigger that may ``coalesce``
-    returns at once when another is already waiting for that object (the waiter reads the object afresh
-    when its turn comes, so it sees whatever the later trigger saw). This is a controller work queue's
+    returns at once when another is already waiting for that object (the waiter reads the object's latest
+    body when its turn comes, so it sees whatever the later trigger saw). This is a controller work queue's
     de-duplication, for kopf's one-task-per-event model.
 
     Locks belong to the running event loop (a restarted operator runs a new one; an asyncio.Lock used on
@@ -206,6 +206,45 @@ class KnownChildren:
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
         self._by_owner.pop((kind, namespace, name), None)
+
+
+class LatestBodies:
+    """The latest body of each custom resource a controller reconciles from its watch events (the only way
+    an object gets in, and a DELETED event the way out) and from the answers to the operator's own status
+    writes (which only replace a kept object's body): a pass starts from here instead of a GET of the
+    object, as a Go controller reads its informer's cache. An answer never brings back an object whose
+    deletion was seen, and a body older than the one kept is ignored (by etcd's integer resourceVersions).
+    ``managedFields`` are not kept: nothing reads them, and they are a third of a body."""
+
+    def __init__(self) -> None:
+        self._bodies: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._bodies.get((kind, namespace, name))
+
+    def put(self, body: dict[str, Any]) -> None:
+        """Keep ``body`` (from a watch event) unless a newer version is kept already."""
+        self._keep(body, add=True)
+
+    def refresh(self, body: dict[str, Any]) -> None:
+        """Replace the kept body of this object with ``body`` (an API server's answer), if one is kept."""
+        self._keep(body, add=False)
+
+    def drop(self, kind: str, namespace: str, name: str) -> None:
+        self._bodies.pop((kind, namespace, name), None)
+
+    def _keep(self, body: dict[str, Any], *, add: bool) -> None:
+        meta = body.get("metadata") or {}
+        key = (str(body.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
+        old = self._bodies.get(key)
+        if old is None and not add:
+            return
+        if old is not None and _older(meta.get("resourceVersion", ""), old["metadata"]["resourceVersion"]):
+            return
+        self._bodies[key] = {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+
+    def __len__(self) -> int:
+        return len(self._bodies)
 
 
 class WatchedChildren:
@@ -370,6 +409,7 @@ class Owner(abc.ABC, Generic[M]):
         quiet_reasons: Collection[str] = (),
         known: dict[tuple[str, str], str] | None = None,
         watched: WatchedChildren | None = None,
+        latest: LatestBodies | None = None,
     ) -> None:
         self.kube = kube
         self.body = body
@@ -387,6 +427,7 @@ class Owner(abc.ABC, Generic[M]):
         #: spec hashes of children known current (see KnownChildren), by (kind, name)
         self.known: dict[tuple[str, str], str] = {} if known is None else known
         self.watched = watched
+        self.latest = latest
         #: never reconciled (no status written yet): its children are applied without being read first
         self.fresh = "observedGeneration" not in self.status
         #: the first transient failure this pass reported as a condition: the pass is retried
@@ -497,7 +538,9 @@ class Owner(abc.ABC, Generic[M]):
             for key, value in status.items()
         ):
             return merged
-        await self.kube.patch_status(self.api_version, self.kind, self.namespace, self.name, status)
+        answer = await self.kube.patch_status(self.api_version, self.kind, self.namespace, self.name, status)
+        if self.latest is not None:
+            self.latest.refresh(answer)
         self._post_transitions(merged)
         self.status.update(status)
         return merged

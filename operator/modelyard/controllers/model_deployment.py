@@ -136,8 +136,11 @@ async def reconcile(memo: kopf.Memo, namespace: str, name: str, *, strict: bool,
     """
 
     async def one_pass() -> _Reconcile | None:
-        # Another trigger may have just written status: start from what the API server has now.
-        current = await memo.kube.get(API_VERSION, KIND, namespace, name)
+        # The latest body seen, the answer to the last status write included (another trigger may have just
+        # written one); the API server's when none is kept yet (a child's event before the object's own).
+        current = memo.latest.get(KIND, namespace, name) or await memo.kube.get(
+            API_VERSION, KIND, namespace, name
+        )
         if current is None or current["metadata"].get("deletionTimestamp"):
             memo.known_children.forget(KIND, namespace, name)
             return None
@@ -174,6 +177,7 @@ class _Reconcile(Owner[ModelDeployment]):
             quiet_reasons=_QUIET_REASONS,
             known=memo.known_children.of(KIND, meta["namespace"], meta["name"]),
             watched=memo.watched_children,
+            latest=memo.latest,
         )
         self.settings: Settings = memo.settings
         self.pods: UnschedulablePods = memo.unschedulable_pods

@@ -23,7 +23,7 @@ from modelyard.kube.login import login_with_kubeconfig
 from modelyard.render.common import COMPONENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL, label_selector
 from modelyard.render.model_deployment import SERVER
 
-from .common import KnownChildren, PassSlots, WatchedChildren, WorkQueue
+from .common import KnownChildren, LatestBodies, PassSlots, WatchedChildren, WorkQueue
 from .errors import RetryLater
 
 #: Status field where kopf keeps a failed handler's progress (its retries): in status, not annotations, so
@@ -43,6 +43,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.settings = Settings.from_env()
     memo.known_children = KnownChildren()
     memo.watched_children = WatchedChildren()
+    memo.latest = LatestBodies()
     memo.retries = RetryLater()
     memo.work = WorkQueue(WORKERS)
     memo.passes = PassSlots(WORKERS)
@@ -135,6 +136,18 @@ async def forget_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     meta = body.metadata
     memo.diff_base.forget(meta.uid or "")
     memo.known_children.forget(str(body.get("kind")), str(meta.namespace), str(meta.name))
+
+
+@kopf.on.event(GROUP, VERSION, ModelDeployment.PLURAL)
+async def remember_latest(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """Every ModelDeployment event feeds the bodies its passes start from (kopf runs event handlers before
+    the create and update handlers of the same event, so those find the body they were called for)."""
+    body = event.get("object") or {}
+    meta = body.get("metadata") or {}
+    if event.get("type") == "DELETED":
+        memo.latest.drop(ModelDeployment.KIND, str(meta.get("namespace")), str(meta.get("name")))
+    else:
+        memo.latest.put(dict(body))
 
 
 def _skip_retry_events() -> None:

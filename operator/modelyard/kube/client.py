@@ -20,7 +20,7 @@ import kopf
 
 FIELD_MANAGER = "modelyard"
 #: concurrent requests to the API server (kopf's watch streams are separate)
-CONNECTIONS = 8
+CONNECTIONS = 16
 #: seconds a request may take, answer included
 TIMEOUT_S = 30.0
 Obj = dict[str, Any]
@@ -150,7 +150,8 @@ class Kube:
         self._connections = connections
         self._timeout_s = timeout_s
         self._http = _session(context, headers or {}, connections, timeout_s)
-        # Requests beyond the pool's size queue here, in the order they came.
+        # Requests beyond the pool's size queue here, in the order they came, before their time starts:
+        # aiohttp counts the wait for a pooled connection in a request's timeout.
         self._slots = asyncio.Semaphore(connections)
         self._retiring: set[asyncio.Task[None]] = set()
 
