@@ -46,8 +46,9 @@ sandbox-down: install ## stop the demo's operator and local clouds (if any) and 
 	  if [ -f .sandbox/$$p.pid ]; then kill $$(cat .sandbox/$$p.pid) 2>/dev/null || true; fi; done
 	@modelyard sandbox down
 
-lint: install ## ruff, mypy --strict, and the import layering (hack/layers.py --graph prints the graph)
+lint: install ## ruff (lint and format), mypy --strict, and the import layering (hack/layers.py --graph prints the graph)
 	@ruff check operator sandbox tests benchmarks hack/layers.py
+	@ruff format --check operator sandbox tests benchmarks hack/layers.py
 	@mypy operator/modelyard sandbox/modelyard_sandbox
 	@python hack/layers.py
 

@@ -300,8 +300,7 @@ def report(root: Path, *, graph: bool, out: list[str], sandbox: Path | None = No
         for name, targets_of in sorted(outside_edges.items()):
             out.append(f"{name} -> {', '.join(sorted(targets_of)) or '-'}")
     problems = [
-        f"{module_path(m)}: in no declared layer (add it to LAYERS in hack/layers.py)"
-        for m in unassigned
+        f"{module_path(m)}: in no declared layer (add it to LAYERS in hack/layers.py)" for m in unassigned
     ]
     problems += [str(v) for v in sorted(violations, key=lambda v: (v.imp.source, v.imp.line))]
     problems += [str(o) for o in outside if not o.ok()]

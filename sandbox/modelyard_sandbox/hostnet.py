@@ -107,9 +107,7 @@ class Leftovers:
         return ", ".join(parts)
 
 
-def run(
-    argv: list[str], check: bool = True, input_text: str | None = None, timeout_s: float = 60.0
-) -> str:
+def run(argv: list[str], check: bool = True, input_text: str | None = None, timeout_s: float = 60.0) -> str:
     """Run a host tool; a UserError with its stderr when it fails and ``check`` is set."""
     try:
         result = subprocess.run(

@@ -86,9 +86,7 @@ def find_node_bin_dir(explicit: Path | None = None) -> Path:
         directory = builds[-1] if builds else cache_dir() / "node-bin"
     for name in NODE_BINARIES:
         if not (directory / name).is_file():
-            raise UserError(
-                f"{name} not found in {directory}; run `make node-bin` or use --no-real-node"
-            )
+            raise UserError(f"{name} not found in {directory}; run `make node-bin` or use --no-real-node")
     return directory.resolve()
 
 
@@ -260,8 +258,10 @@ class RealNode:
             create(client, manifest)
         env = {"PATH": f"{self.bin_dir}:{PATH}", "HOME": str(p.directory)}
         process.start(
-            "containerd", [str(self.binary("containerd")), f"--config={p.containerd_config}"],
-            self.sandbox_dir, env=env,
+            "containerd",
+            [str(self.binary("containerd")), f"--config={p.containerd_config}"],
+            self.sandbox_dir,
+            env=env,
         )
         wait_until(lambda: alive() and self._containerd_ready(), CONTAINERD_TIMEOUT_S, "containerd")
         # what the node itself runs first, unpacked now; the rest imported while the node starts (their
@@ -279,8 +279,10 @@ class RealNode:
             )
             # kube-router's firewall reads its own Node at start: only once the kubelet registered it
             process.start(
-                "kube-router", kube_router_args(p, kubeconfig("kube-router"), SERVICE_CIDR),
-                self.sandbox_dir, env=env,
+                "kube-router",
+                kube_router_args(p, kubeconfig("kube-router"), SERVICE_CIDR),
+                self.sandbox_dir,
+                env=env,
             )
             wait_until(lambda: alive() and _coredns_ready(client), COREDNS_TIMEOUT_S, "CoreDNS to be ready")
             rest.result(timeout=IMPORT_TIMEOUT_S)
@@ -360,8 +362,10 @@ _PATHS = {
     ("v1", "Service"): "/api/v1/namespaces/{ns}/services",
     ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{ns}/deployments",
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): "/apis/rbac.authorization.k8s.io/v1/clusterroles",
-    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"):
-        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+    (
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRoleBinding",
+    ): "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
 }
 
 

@@ -69,8 +69,11 @@ def _simulated_platform() -> Any:
     class SimulatedGpu(CudaPlatformBase):  # type: ignore[misc]
         """vLLM's CUDA platform; only the device queries NVML would answer come from the case."""
 
-        gpu: dict[str, Any] = {"capability": [9, 0], "name": "NVIDIA H100 80GB HBM3",
-                               "memory_bytes": 80 << 30}
+        gpu: dict[str, Any] = {
+            "capability": [9, 0],
+            "name": "NVIDIA H100 80GB HBM3",
+            "memory_bytes": 80 << 30,
+        }
 
         @classmethod
         def get_device_capability(cls, device_id: int = 0) -> Any:
@@ -127,7 +130,8 @@ def _judge(case: dict[str, Any], workdir: Path, records: _Records) -> dict[str, 
             args = parser.parse_args(argv)
         validate_parsed_serve_args(args)
         config = AsyncEngineArgs.from_cli_args(args).create_engine_config(
-            usage_context=UsageContext.OPENAI_API_SERVER)
+            usage_context=UsageContext.OPENAI_API_SERVER
+        )
         result["resolved"] = {
             "dtype": str(config.model_config.dtype).removeprefix("torch."),
             "quantization": config.model_config.quantization,
@@ -139,7 +143,9 @@ def _judge(case: dict[str, Any], workdir: Path, records: _Records) -> dict[str, 
             "max_model_len": config.model_config.max_model_len,
             "served_model_name": config.model_config.served_model_name,
             "max_num_batched_tokens": config.scheduler_config.max_num_batched_tokens,
-            "lora": None if config.lora_config is None else {
+            "lora": None
+            if config.lora_config is None
+            else {
                 "max_lora_rank": config.lora_config.max_lora_rank,
                 "max_loras": config.lora_config.max_loras,
                 "max_cpu_loras": config.lora_config.max_cpu_loras,
@@ -180,16 +186,25 @@ def _served_facts(config: Any, argv: list[str]) -> dict[str, Any]:
     PrometheusStatLogger(config)
     metrics = sorted(
         metric.name + ("_total" if metric.type == "counter" else "")
-        for metric in prometheus_client.REGISTRY.collect() if metric.name.startswith("vllm:")
+        for metric in prometheus_client.REGISTRY.collect()
+        if metric.name.startswith("vllm:")
     )
     methods = {"awq": "awq", "gptq": "gptq", "fp8": "fp8", "fp8_online": "fp8_per_tensor", "mxfp4": "mxfp4"}
     dtypes = {
-        method: [str(dtype).removeprefix("torch.")
-                 for dtype in get_quantization_config(name).get_supported_act_dtypes()]
+        method: [
+            str(dtype).removeprefix("torch.")
+            for dtype in get_quantization_config(name).get_supported_act_dtypes()
+        ]
         for method, name in methods.items()
     }
-    return {"routes": routes, "metrics": metrics, "env": sorted(vllm.envs.environment_variables),
-            "act_dtypes": dtypes, "version": vllm.__version__, "harmony_strings": _harmony_strings()}
+    return {
+        "routes": routes,
+        "metrics": metrics,
+        "env": sorted(vllm.envs.environment_variables),
+        "act_dtypes": dtypes,
+        "version": vllm.__version__,
+        "harmony_strings": _harmony_strings(),
+    }
 
 
 def _harmony_strings() -> list[str]:

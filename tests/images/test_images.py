@@ -504,14 +504,22 @@ def test_aws_cli_downloads_as_rendered_with_the_web_identity_token(
         bucket = f"weights-{secrets.token_hex(4)}"
         role = f"arn:aws:iam::123456789012:role/dl-{secrets.token_hex(4)}"
         netns.call(lambda: _seed_bucket(endpoint, bucket, "tiny/"))
-        md = ModelDeployment.model_validate({
-            "metadata": {"name": "tiny", "namespace": NAMESPACE},
-            "spec": {
-                "model": {"name": "tiny", "source": f"s3://{bucket}/tiny/", "architecture": TINY_ARCHITECTURE,
-                          "roleArn": role, "endpointURL": endpoint, "region": "eu-central-1"},
-                "gpu": {"type": "nvidia-l4", "count": 1},
-            },
-        })
+        md = ModelDeployment.model_validate(
+            {
+                "metadata": {"name": "tiny", "namespace": NAMESPACE},
+                "spec": {
+                    "model": {
+                        "name": "tiny",
+                        "source": f"s3://{bucket}/tiny/",
+                        "architecture": TINY_ARCHITECTURE,
+                        "roleArn": role,
+                        "endpointURL": endpoint,
+                        "region": "eu-central-1",
+                    },
+                    "gpu": {"type": "nvidia-l4", "count": 1},
+                },
+            }
+        )
         children = render_model_deployment(md, plan_deployment(md.spec), Images(aws_cli=image.reference))
         (job,) = [c for c in children.cache if c["kind"] == "Job"]
         pod = job["spec"]["template"]["spec"]
@@ -521,8 +529,13 @@ def test_aws_cli_downloads_as_rendered_with_the_web_identity_token(
         weights.mkdir()
         token.mkdir()
         os.chown(weights, RUN_AS_USER, RUN_AS_USER)  # a provisioner's volume honours the pod's fsGroup
-        claims = {"iss": "https://kubernetes.default.svc", "sub": f"system:serviceaccount:{NAMESPACE}:tiny",
-                  "aud": [STS_AUDIENCE], "iat": int(time.time()), "exp": int(time.time()) + 600}
+        claims = {
+            "iss": "https://kubernetes.default.svc",
+            "sub": f"system:serviceaccount:{NAMESPACE}:tiny",
+            "aud": [STS_AUDIENCE],
+            "iat": int(time.time()),
+            "exp": int(time.time()) + 600,
+        }
         (token / "token").write_text(jwt.encode(claims, secrets.token_hex(32), algorithm="HS256"))
         container = Container.from_manifest(
             image, manifest, pod, host_dirs={"weights": weights, "aws-iam-token": token}
@@ -550,8 +563,13 @@ def test_aws_cli_downloads_as_rendered_with_the_web_identity_token(
 
 
 def _seed_bucket(endpoint: str, bucket: str, prefix: str) -> None:
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="eu-central-1",
-                      aws_access_key_id="seed", aws_secret_access_key="seed")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="eu-central-1",
+        aws_access_key_id="seed",
+        aws_secret_access_key="seed",
+    )
     s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
     for name, data in WEIGHTS.items():
         s3.put_object(Bucket=bucket, Key=prefix + name, Body=data)
@@ -562,8 +580,13 @@ def test_aws_cli_image_has_the_tools_the_download_script_uses(
 ) -> None:
     """/bin/sh, curl and sha256sum (tokenizer encodings of gpt-oss), as uid 1000 under a read-only root."""
     script = "curl --version | head -n 1 && printf abc | sha256sum && aws --version"
-    container = Container(images[AWS_CLI], command=["/bin/sh", "-c", script], user=(RUN_AS_USER, RUN_AS_USER),
-                          read_only_root=True, tmpfs=["/tmp"])
+    container = Container(
+        images[AWS_CLI],
+        command=["/bin/sh", "-c", script],
+        user=(RUN_AS_USER, RUN_AS_USER),
+        read_only_root=True,
+        tmpfs=["/tmp"],
+    )
     with running(container, netns, tmp_path) as handle:
         code = handle.wait(60)
     output = handle.output()

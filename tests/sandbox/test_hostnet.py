@@ -21,7 +21,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-
 def _portmap_jump(network: str, container: str, port: int, chain: str) -> str:
     """The rule portmap adds to CNI-HOSTPORT-DNAT for one pod (its comment names network and container)."""
     comment = f'"dnat name: \\"{network}\\" id: \\"{container}\\""'

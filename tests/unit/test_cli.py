@@ -33,8 +33,9 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_plan_405b_on_l4_does_not_fit() -> None:
-    result = modelyard("plan", "--model", "meta-llama/Llama-3.1-405B-Instruct", "--gpu", "nvidia-l4",
-                       "--max-nodes", "1")
+    result = modelyard(
+        "plan", "--model", "meta-llama/Llama-3.1-405B-Instruct", "--gpu", "nvidia-l4", "--max-nodes", "1"
+    )
     assert result.returncode == 1
     assert "needs 97.0 GiB per GPU at tensor-parallel size 8" in result.stderr
     assert "nvidia-l4 has 20.2 GiB usable per GPU" in result.stderr

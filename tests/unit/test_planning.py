@@ -66,8 +66,13 @@ def test_golden_quantization_rows_follow_from_config_arithmetic() -> None:
     """Rows of the quantization table recomputed from the models' public config.json numbers, not from the
     planner: FP8 linear layers at 1 byte, embeddings, lm_head and norms at 2, one layer in 16 bits on top
     while loading, and an FP8 KV cache at 1 byte per element."""
-    rows = {(r[0], r[1], r[2], r[3]): r for r in (
-        line.split("\t") for line in (GOLDEN_DIR / "capacity-quantization.tsv").read_text().splitlines()[1:])}
+    rows = {
+        (r[0], r[1], r[2], r[3]): r
+        for r in (
+            line.split("\t")
+            for line in (GOLDEN_DIR / "capacity-quantization.tsv").read_text().splitlines()[1:]
+        )
+    }
     for hf_id, config in _LLAMA_CONFIGS.items():
         linear, norms, embeddings = _llama_parts(config)
         layers, hidden, kv_heads, head_dim = config[2], config[0], config[5], config[6]
@@ -191,8 +196,15 @@ def test_qwen_7b_never_uses_tp8_because_28_heads_do_not_split() -> None:
 
 
 def test_kv_heads_are_replicated_when_tp_exceeds_them() -> None:
-    arch = ModelArch(hf_id="x/gqa2", parameters=10**9, layers=10, attention_heads=16, kv_heads=2, head_dim=64,
-                     max_position_embeddings=8192)
+    arch = ModelArch(
+        hf_id="x/gqa2",
+        parameters=10**9,
+        layers=10,
+        attention_heads=16,
+        kv_heads=2,
+        head_dim=64,
+        max_position_embeddings=8192,
+    )
     p = plan(arch, L4, max_model_len=1024, gpu_count=8)
     per_gpu_bytes = 2 * 10 * 1 * 64 * 2 * 1024  # one (replicated) KV head per GPU
     assert p.kv_cache_gib_per_sequence_per_gpu == pytest.approx(per_gpu_bytes / GIB)
@@ -200,8 +212,15 @@ def test_kv_heads_are_replicated_when_tp_exceeds_them() -> None:
 
 
 def test_kv_heads_that_neither_split_nor_replicate_are_refused() -> None:
-    arch = ModelArch(hf_id="x/gqa3", parameters=10**9, layers=10, attention_heads=12, kv_heads=3, head_dim=64,
-                     max_position_embeddings=8192)
+    arch = ModelArch(
+        hf_id="x/gqa3",
+        parameters=10**9,
+        layers=10,
+        attention_heads=12,
+        kv_heads=3,
+        head_dim=64,
+        max_position_embeddings=8192,
+    )
     problem = tensor_parallel_problem(arch, 2)
     assert problem is not None and "3 KV heads" in problem
     assert plan(arch, L4, max_model_len=1024).tensor_parallel_size == 1
@@ -239,8 +258,15 @@ def test_405b_on_l4_is_infeasible_and_names_the_numbers() -> None:
 
 
 def test_infeasible_uses_the_largest_tp_the_model_accepts() -> None:
-    arch = ModelArch(hf_id="x/huge", parameters=200 * 10**9, layers=40, attention_heads=28, kv_heads=4,
-                     head_dim=128, max_position_embeddings=8192)
+    arch = ModelArch(
+        hf_id="x/huge",
+        parameters=200 * 10**9,
+        layers=40,
+        attention_heads=28,
+        kv_heads=4,
+        head_dim=128,
+        max_position_embeddings=8192,
+    )
     with pytest.raises(Infeasible, match="at tensor-parallel size 4 "):
         plan(arch, L4, max_model_len=4096)
 
@@ -393,14 +419,18 @@ def test_fp8_checkpoint_is_loaded_as_stored() -> None:
     assert p.weights_gib == pytest.approx(on_load.weights_gib)
 
 
-@pytest.mark.parametrize(("model", "quantization", "dtype"), [
-    ("hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4", None, "float32"),
-    ("meta-llama/Llama-3.1-70B-Instruct", "gptq", "float32"),
-    ("meta-llama/Llama-3.1-8B-Instruct", "fp8", "float32"),
-    ("openai/gpt-oss-20b", None, "float16"),
-])
+@pytest.mark.parametrize(
+    ("model", "quantization", "dtype"),
+    [
+        ("hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4", None, "float32"),
+        ("meta-llama/Llama-3.1-70B-Instruct", "gptq", "float32"),
+        ("meta-llama/Llama-3.1-8B-Instruct", "fp8", "float32"),
+        ("openai/gpt-oss-20b", None, "float16"),
+    ],
+)
 def test_dtypes_the_quantization_kernels_refuse_are_refused(
-        model: str, quantization: str | None, dtype: str) -> None:
+    model: str, quantization: str | None, dtype: str
+) -> None:
     """vLLM refuses these at start (``VllmConfig._get_quantization_config``: "... is not supported for
     quantization method"); tests/engines shows the pinned release does."""
     with pytest.raises(InvalidPlanRequest, match=f"dtype {dtype} does not run"):
@@ -416,9 +446,13 @@ def test_awq_and_gptq_on_a_16_bit_catalog_model_mean_a_checkpoint_of_that_shape(
 def test_quantized_catalog_entries_share_their_base_shape() -> None:
     for hf_id, arch in MODELS.items():
         if arch.quant_method in ("awq", "gptq", "compressed-tensors"):
-            base = next(b for b in MODELS.values() if b.native_quantization is None
-                        and (b.layers, b.hidden_size, b.parameters) == (arch.layers, arch.hidden_size,
-                                                                       arch.parameters))
+            base = next(
+                b
+                for b in MODELS.values()
+                if b.native_quantization is None
+                and (b.layers, b.hidden_size, b.parameters)
+                == (arch.layers, arch.hidden_size, arch.parameters)
+            )
             assert arch.native_quantized_parameters == base.parameters - base.embedding_parameters, hf_id
             assert arch.nim_image is None
 
@@ -473,10 +507,16 @@ def test_catalog_shapes_from_configs() -> None:
     assert round(OSS20B.parameters / 1e9, 1) == 20.9
     assert round(OSS120B.parameters / 1e9, 1) == 116.8
     required = {
-        "meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-70B-Instruct",
-        "meta-llama/Llama-3.1-405B-Instruct", "meta-llama/Llama-3.3-70B-Instruct",
-        "mistralai/Mistral-7B-Instruct-v0.3", "mistralai/Mixtral-8x7B-Instruct-v0.1",
-        "Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-72B-Instruct", "openai/gpt-oss-20b", "openai/gpt-oss-120b",
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "meta-llama/Llama-3.1-70B-Instruct",
+        "meta-llama/Llama-3.1-405B-Instruct",
+        "meta-llama/Llama-3.3-70B-Instruct",
+        "mistralai/Mistral-7B-Instruct-v0.3",
+        "mistralai/Mixtral-8x7B-Instruct-v0.1",
+        "Qwen/Qwen2.5-7B-Instruct",
+        "Qwen/Qwen2.5-72B-Instruct",
+        "openai/gpt-oss-20b",
+        "openai/gpt-oss-120b",
         "deepseek-ai/DeepSeek-R1-Distill-Llama-70B",
     }
     assert required <= set(MODELS)
@@ -485,8 +525,14 @@ def test_catalog_shapes_from_configs() -> None:
 
 def test_gpu_catalog_is_unchanged() -> None:
     assert {g.name: g.memory_mib for g in GPU_TYPES.values()} == {
-        "nvidia-a10g": 23028, "nvidia-l4": 23034, "nvidia-l40s": 46068, "nvidia-a100-40gb": 40960,
-        "nvidia-a100-80gb": 81920, "nvidia-h100-80gb": 81559, "nvidia-h200": 143771, "nvidia-b200": 183359,
+        "nvidia-a10g": 23028,
+        "nvidia-l4": 23034,
+        "nvidia-l40s": 46068,
+        "nvidia-a100-40gb": 40960,
+        "nvidia-a100-80gb": 81920,
+        "nvidia-h100-80gb": 81559,
+        "nvidia-h200": 143771,
+        "nvidia-b200": 183359,
     }
 
 
@@ -511,8 +557,16 @@ def test_lookup_model(ref: str, hf_id: str) -> None:
     assert arch is not None and arch.hf_id == hf_id
 
 
-@pytest.mark.parametrize("ref", ["", "hf://meta-llama/Llama-3.1-8B", "ngc://nim/meta/llama-9-instruct:1.0",
-                                 "s3://bucket/llama-3.1-8b-instruct", "openai/gpt-oss"])
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "",
+        "hf://meta-llama/Llama-3.1-8B",
+        "ngc://nim/meta/llama-9-instruct:1.0",
+        "s3://bucket/llama-3.1-8b-instruct",
+        "openai/gpt-oss",
+    ],
+)
 def test_lookup_model_unknown(ref: str) -> None:
     assert lookup_model(ref) is None
 
@@ -534,19 +588,48 @@ def test_lookup_gpu() -> None:
 
 def test_model_arch_validation() -> None:
     with pytest.raises(ValueError, match="multiple of kv_heads"):
-        ModelArch(hf_id="x/y", parameters=1, layers=1, attention_heads=6, kv_heads=4, head_dim=8,
-                  max_position_embeddings=1)
+        ModelArch(
+            hf_id="x/y",
+            parameters=1,
+            layers=1,
+            attention_heads=6,
+            kv_heads=4,
+            head_dim=8,
+            max_position_embeddings=1,
+        )
     with pytest.raises(ValueError, match="go together"):
-        ModelArch(hf_id="x/y", parameters=1, layers=1, attention_heads=4, kv_heads=4, head_dim=8,
-                  max_position_embeddings=1, native_quantization="mxfp4")
+        ModelArch(
+            hf_id="x/y",
+            parameters=1,
+            layers=1,
+            attention_heads=4,
+            kv_heads=4,
+            head_dim=8,
+            max_position_embeddings=1,
+            native_quantization="mxfp4",
+        )
     with pytest.raises(ValueError, match="layers must be positive"):
-        ModelArch(hf_id="x/y", parameters=1, layers=0, attention_heads=4, kv_heads=4, head_dim=8,
-                  max_position_embeddings=1)
+        ModelArch(
+            hf_id="x/y",
+            parameters=1,
+            layers=0,
+            attention_heads=4,
+            kv_heads=4,
+            head_dim=8,
+            max_position_embeddings=1,
+        )
 
 
 def test_unknown_embeddings_quantize_everything() -> None:
-    arch = ModelArch(hf_id="x/custom", parameters=10**9, layers=4, attention_heads=8, kv_heads=8, head_dim=64,
-                     max_position_embeddings=4096)
+    arch = ModelArch(
+        hf_id="x/custom",
+        parameters=10**9,
+        layers=4,
+        attention_heads=8,
+        kv_heads=8,
+        head_dim=64,
+        max_position_embeddings=4096,
+    )
     assert arch.embedding_parameters == 0
     assert weight_bytes(arch, "bfloat16", "fp8") == 10**9
 
@@ -571,8 +654,13 @@ def test_format_plan_table_is_aligned_and_complete() -> None:
 def test_to_status() -> None:
     p = plan(L8B, H100, max_model_len=8192)
     assert p.to_status() == {
-        "tensorParallelSize": 1, "pipelineParallelSize": 1, "nodesPerReplica": 1, "gpusPerReplica": 1,
-        "weightsGiB": 14.96, "kvCacheGiBPerSequence": 1.0, "maxConcurrentSequences": 54,
+        "tensorParallelSize": 1,
+        "pipelineParallelSize": 1,
+        "nodesPerReplica": 1,
+        "gpusPerReplica": 1,
+        "weightsGiB": 14.96,
+        "kvCacheGiBPerSequence": 1.0,
+        "maxConcurrentSequences": 54,
     }
 
 
@@ -583,8 +671,19 @@ def test_plan_is_frozen() -> None:
 
 
 def test_plan_command_shows_the_fp8_load_peak_and_kv_cache_dtype(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["plan", "--model", "meta-llama/Llama-3.1-405B-Instruct", "--gpu", "nvidia-h100-80gb",
-                 "--quantization", "fp8", "--kv-cache-dtype", "fp8"])
+    code = main(
+        [
+            "plan",
+            "--model",
+            "meta-llama/Llama-3.1-405B-Instruct",
+            "--gpu",
+            "nvidia-h100-80gb",
+            "--quantization",
+            "fp8",
+            "--kv-cache-dtype",
+            "fp8",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "tensor-parallel size       8" in out

@@ -27,47 +27,156 @@ EXAMPLES = Path(__file__).parents[2] / "examples"
 H100 = GPU_TYPES["nvidia-h100-80gb"]
 
 # config.json numbers of the published checkpoints (see the comments at their catalog entries for sources).
-_DEEPSEEK = {"family": "mla", "hidden": 7168, "layers": 61, "heads": 128, "dense_layers": 3,
-             "intermediate": 18432, "moe_intermediate": 2048, "experts": 256, "shared": 1, "per_token": 8,
-             "q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope": 128, "qk_rope": 64, "v_head": 128,
-             "vocab": 129280, "router_bias": True, "fp8_block": 128, "positions": 163840}
-_QWEN3_235B = {"family": "gqa", "hidden": 4096, "layers": 94, "heads": 64, "kv_heads": 4, "head_dim": 128,
-               "moe_intermediate": 1536, "experts": 128, "per_token": 8, "vocab": 151936, "qk_norm": True,
-               "positions": 40960}
-_LLAMA4 = {"family": "gqa", "hidden": 5120, "layers": 48, "heads": 40, "kv_heads": 8, "head_dim": 128,
-           "moe_intermediate": 8192, "shared": 1, "per_token": 1, "vocab": 202048, "chunk": 8192,
-           "chunked_layers": 36, "vision": 871_932_416}
+_DEEPSEEK = {
+    "family": "mla",
+    "hidden": 7168,
+    "layers": 61,
+    "heads": 128,
+    "dense_layers": 3,
+    "intermediate": 18432,
+    "moe_intermediate": 2048,
+    "experts": 256,
+    "shared": 1,
+    "per_token": 8,
+    "q_lora_rank": 1536,
+    "kv_lora_rank": 512,
+    "qk_nope": 128,
+    "qk_rope": 64,
+    "v_head": 128,
+    "vocab": 129280,
+    "router_bias": True,
+    "fp8_block": 128,
+    "positions": 163840,
+}
+_QWEN3_235B = {
+    "family": "gqa",
+    "hidden": 4096,
+    "layers": 94,
+    "heads": 64,
+    "kv_heads": 4,
+    "head_dim": 128,
+    "moe_intermediate": 1536,
+    "experts": 128,
+    "per_token": 8,
+    "vocab": 151936,
+    "qk_norm": True,
+    "positions": 40960,
+}
+_LLAMA4 = {
+    "family": "gqa",
+    "hidden": 5120,
+    "layers": 48,
+    "heads": 40,
+    "kv_heads": 8,
+    "head_dim": 128,
+    "moe_intermediate": 8192,
+    "shared": 1,
+    "per_token": 1,
+    "vocab": 202048,
+    "chunk": 8192,
+    "chunked_layers": 36,
+    "vision": 871_932_416,
+}
 CONFIGS: dict[str, dict[str, Any]] = {
     "deepseek-ai/DeepSeek-V3": _DEEPSEEK,
     "deepseek-ai/DeepSeek-R1": _DEEPSEEK,
-    "moonshotai/Kimi-K2-Instruct": {**_DEEPSEEK, "heads": 64, "dense_layers": 1, "experts": 384,
-                                    "vocab": 163840, "positions": 131072},
-    "Qwen/Qwen3-32B": {"family": "gqa", "hidden": 5120, "layers": 64, "heads": 64, "kv_heads": 8,
-                       "head_dim": 128, "intermediate": 25600, "dense_layers": 64, "vocab": 151936,
-                       "qk_norm": True, "positions": 40960},
-    "Qwen/Qwen3-30B-A3B": {"family": "gqa", "hidden": 2048, "layers": 48, "heads": 32, "kv_heads": 4,
-                           "head_dim": 128, "moe_intermediate": 768, "experts": 128, "per_token": 8,
-                           "vocab": 151936, "qk_norm": True, "positions": 40960},
+    "moonshotai/Kimi-K2-Instruct": {
+        **_DEEPSEEK,
+        "heads": 64,
+        "dense_layers": 1,
+        "experts": 384,
+        "vocab": 163840,
+        "positions": 131072,
+    },
+    "Qwen/Qwen3-32B": {
+        "family": "gqa",
+        "hidden": 5120,
+        "layers": 64,
+        "heads": 64,
+        "kv_heads": 8,
+        "head_dim": 128,
+        "intermediate": 25600,
+        "dense_layers": 64,
+        "vocab": 151936,
+        "qk_norm": True,
+        "positions": 40960,
+    },
+    "Qwen/Qwen3-30B-A3B": {
+        "family": "gqa",
+        "hidden": 2048,
+        "layers": 48,
+        "heads": 32,
+        "kv_heads": 4,
+        "head_dim": 128,
+        "moe_intermediate": 768,
+        "experts": 128,
+        "per_token": 8,
+        "vocab": 151936,
+        "qk_norm": True,
+        "positions": 40960,
+    },
     "Qwen/Qwen3-235B-A22B": _QWEN3_235B,
     "Qwen/Qwen3-235B-A22B-FP8": {**_QWEN3_235B, "fp8_block": 128},
-    "zai-org/GLM-4.5": {"family": "gqa", "hidden": 5120, "layers": 92, "heads": 96, "kv_heads": 8,
-                        "head_dim": 128, "dense_layers": 3, "intermediate": 12288, "moe_intermediate": 1536,
-                        "experts": 160, "shared": 1, "per_token": 8, "vocab": 151552, "qkv_bias": True,
-                        "qk_norm": True, "router_bias": True, "positions": 131072},
+    "zai-org/GLM-4.5": {
+        "family": "gqa",
+        "hidden": 5120,
+        "layers": 92,
+        "heads": 96,
+        "kv_heads": 8,
+        "head_dim": 128,
+        "dense_layers": 3,
+        "intermediate": 12288,
+        "moe_intermediate": 1536,
+        "experts": 160,
+        "shared": 1,
+        "per_token": 8,
+        "vocab": 151552,
+        "qkv_bias": True,
+        "qk_norm": True,
+        "router_bias": True,
+        "positions": 131072,
+    },
     "meta-llama/Llama-4-Scout-17B-16E-Instruct": {**_LLAMA4, "experts": 16, "positions": 10485760},
-    "meta-llama/Llama-4-Maverick-17B-128E-Instruct": {**_LLAMA4, "experts": 128, "moe_every": 2,
-                                                      "intermediate": 16384, "positions": 1048576},
-    "mistralai/Mistral-Large-Instruct-2411": {"family": "gqa", "hidden": 12288, "layers": 88, "heads": 96,
-                                              "kv_heads": 8, "head_dim": 128, "intermediate": 28672,
-                                              "dense_layers": 88, "vocab": 32768, "positions": 131072},
-    "meta-llama/Llama-3.1-405B-Instruct": {"family": "gqa", "hidden": 16384, "layers": 126, "heads": 128,
-                                           "kv_heads": 8, "head_dim": 128, "intermediate": 53248,
-                                           "dense_layers": 126, "vocab": 128256, "positions": 131072},
+    "meta-llama/Llama-4-Maverick-17B-128E-Instruct": {
+        **_LLAMA4,
+        "experts": 128,
+        "moe_every": 2,
+        "intermediate": 16384,
+        "positions": 1048576,
+    },
+    "mistralai/Mistral-Large-Instruct-2411": {
+        "family": "gqa",
+        "hidden": 12288,
+        "layers": 88,
+        "heads": 96,
+        "kv_heads": 8,
+        "head_dim": 128,
+        "intermediate": 28672,
+        "dense_layers": 88,
+        "vocab": 32768,
+        "positions": 131072,
+    },
+    "meta-llama/Llama-3.1-405B-Instruct": {
+        "family": "gqa",
+        "hidden": 16384,
+        "layers": 126,
+        "heads": 128,
+        "kv_heads": 8,
+        "head_dim": 128,
+        "intermediate": 53248,
+        "dense_layers": 126,
+        "vocab": 128256,
+        "positions": 131072,
+    },
 }
 PUBLISHED_BILLIONS = {  # total (and activated) parameters the model cards state, in billions
-    "deepseek-ai/DeepSeek-V3": (671, 37), "moonshotai/Kimi-K2-Instruct": (1026, 33),
-    "Qwen/Qwen3-32B": (32.8, None), "Qwen/Qwen3-30B-A3B": (30.5, 3.3), "Qwen/Qwen3-235B-A22B": (235, 22),
-    "zai-org/GLM-4.5": (353, 34), "meta-llama/Llama-4-Scout-17B-16E-Instruct": (109, 18),
+    "deepseek-ai/DeepSeek-V3": (671, 37),
+    "moonshotai/Kimi-K2-Instruct": (1026, 33),
+    "Qwen/Qwen3-32B": (32.8, None),
+    "Qwen/Qwen3-30B-A3B": (30.5, 3.3),
+    "Qwen/Qwen3-235B-A22B": (235, 22),
+    "zai-org/GLM-4.5": (353, 34),
+    "meta-llama/Llama-4-Scout-17B-16E-Instruct": (109, 18),
     "mistralai/Mistral-Large-Instruct-2411": (123, None),
     "meta-llama/Llama-4-Maverick-17B-128E-Instruct": (402, 18),
 }
@@ -104,8 +213,14 @@ def parameters(c: dict[str, Any]) -> int:
         moe_mlp = (c["experts"] + c.get("shared", 0)) * _expert(c) + c["experts"] * h
         moe_mlp += c["experts"] if c.get("router_bias") else 0
     per_layer = _attention(c) + 2 * h
-    return layers * per_layer + moe * moe_mlp + (layers - moe) * dense_mlp + 2 * c["vocab"] * h + h + c.get(
-        "vision", 0)
+    return (
+        layers * per_layer
+        + moe * moe_mlp
+        + (layers - moe) * dense_mlp
+        + 2 * c["vocab"] * h
+        + h
+        + c.get("vision", 0)
+    )
 
 
 def active_parameters(c: dict[str, Any]) -> int:
@@ -176,7 +291,11 @@ def test_catalog_follows_from_config(hf_id: str) -> None:
     c, arch = CONFIGS[hf_id], MODELS[hf_id]
     assert arch.parameters == parameters(c)
     assert (arch.layers, arch.attention_heads, arch.hidden_size, arch.vocab_size) == (
-        c["layers"], c["heads"], c["hidden"], c["vocab"])
+        c["layers"],
+        c["heads"],
+        c["hidden"],
+        c["vocab"],
+    )
     assert arch.max_position_embeddings == c["positions"]
     assert arch.experts == c.get("experts", 0)
     if arch.experts:
@@ -186,8 +305,10 @@ def test_catalog_follows_from_config(hf_id: str) -> None:
         assert (arch.kv_lora_rank, arch.qk_rope_head_dim) == (c["kv_lora_rank"], c["qk_rope"])
     else:
         assert (arch.kv_heads, arch.head_dim) == (c["kv_heads"], c["head_dim"])
-    assert (arch.attention_chunk_size, arch.chunked_attention_layers) == (c.get("chunk"),
-                                                                          c.get("chunked_layers", 0))
+    assert (arch.attention_chunk_size, arch.chunked_attention_layers) == (
+        c.get("chunk"),
+        c.get("chunked_layers", 0),
+    )
     assert arch.weight_block_size == c.get("fp8_block")
     published = PUBLISHED_BILLIONS.get(hf_id.replace("-R1", "-V3").removesuffix("-FP8"))
     if published:
@@ -232,11 +353,14 @@ def _example(name: str) -> ModelDeploymentSpec:
     return manifest.obj.spec
 
 
-@pytest.mark.parametrize(("example", "nodes", "tp", "pp"), [
-    ("deepseek-r1-multinode.yaml", 2, 8, 2),
-    ("llama-405b-multinode.yaml", 2, 8, 2),
-    ("qwen3-235b-fp8.yaml", 1, 4, 1),
-])
+@pytest.mark.parametrize(
+    ("example", "nodes", "tp", "pp"),
+    [
+        ("deepseek-r1-multinode.yaml", 2, 8, 2),
+        ("llama-405b-multinode.yaml", 2, 8, 2),
+        ("qwen3-235b-fp8.yaml", 1, 4, 1),
+    ],
+)
 def test_examples_plan_as_the_issue_states(example: str, nodes: int, tp: int, pp: int) -> None:
     spec = _example(example)
     assert spec.gpu.type == "nvidia-h100-80gb"
@@ -268,7 +392,8 @@ def test_chunked_attention_layers_hold_one_chunk() -> None:
     assert p.chunked_attention_tokens == 8192 + 8192  # one chunk plus the scheduled tokens
     full_only = 48 * 1048576 * 2 * 1 * 128 * 2 / GIB
     assert p.kv_cache_gib_per_sequence_per_gpu == pytest.approx(
-        (12 * 1048576 + 36 * 16384) * 2 * 1 * 128 * 2 / GIB)
+        (12 * 1048576 + 36 * 16384) * 2 * 1 * 128 * 2 / GIB
+    )
     assert p.kv_cache_gib_per_sequence_per_gpu < full_only / 3
 
 
@@ -309,8 +434,13 @@ def test_gpu_count_is_the_tensor_parallel_size_on_each_node() -> None:
     p = plan(MODELS["meta-llama/Llama-3.1-405B-Instruct"], H100, max_model_len=8192, gpu_count=4, max_nodes=4)
     assert (p.tensor_parallel_size, p.pipeline_parallel_size, p.gpus_per_replica) == (4, 3, 12)
     with pytest.raises(ValueError, match="gpu count 8 exceeds the 4 GPUs of one node"):
-        plan(MODELS["meta-llama/Llama-3.1-405B-Instruct"], H100, max_model_len=8192, gpu_count=8,
-             gpus_per_node=4)
+        plan(
+            MODELS["meta-llama/Llama-3.1-405B-Instruct"],
+            H100,
+            max_model_len=8192,
+            gpu_count=8,
+            gpus_per_node=4,
+        )
 
 
 def test_plan_table_shows_nodes_tp_pp_and_experts() -> None:
@@ -321,16 +451,34 @@ def test_plan_table_shows_nodes_tp_pp_and_experts() -> None:
     assert "GPUs per replica           16" in table
     assert "256 routed, 8 per token, all loaded (671.0B parameters, 37.6B active)" in table
     assert "latent attention (MLA)" in table
-    assert plan(MODELS["deepseek-ai/DeepSeek-R1"], H100, max_model_len=8192, max_nodes=4).to_status()[
-        "nodesPerReplica"] == 2
+    assert (
+        plan(MODELS["deepseek-ai/DeepSeek-R1"], H100, max_model_len=8192, max_nodes=4).to_status()[
+            "nodesPerReplica"
+        ]
+        == 2
+    )
 
 
 def test_custom_architecture_with_latent_attention_and_experts() -> None:
     base = _example("deepseek-r1-multinode.yaml").model_dump(by_alias=True, exclude_none=True)
-    base["model"] = {"name": "my-mla", "source": "hf://acme/my-mla", "revision": "0" * 40, "architecture": {
-        "parameters": 671_026_419_200, "layers": 61, "attentionHeads": 128, "kvHeads": 128, "headDim": 192,
-        "maxPositionEmbeddings": 163840, "quantization": "fp8", "experts": 256, "expertsPerToken": 8,
-        "kvLoraRank": 512, "qkRopeHeadDim": 64}}
+    base["model"] = {
+        "name": "my-mla",
+        "source": "hf://acme/my-mla",
+        "revision": "0" * 40,
+        "architecture": {
+            "parameters": 671_026_419_200,
+            "layers": 61,
+            "attentionHeads": 128,
+            "kvHeads": 128,
+            "headDim": 192,
+            "maxPositionEmbeddings": 163840,
+            "quantization": "fp8",
+            "experts": 256,
+            "expertsPerToken": 8,
+            "kvLoraRank": 512,
+            "qkRopeHeadDim": 64,
+        },
+    }
     p = plan_deployment(ModelDeploymentSpec.model_validate(base))
     assert p.latent_attention and p.experts == 256 and p.nodes_per_replica == 2
     assert p.kv_cache_bytes_per_token == 8 * 61 * 576 * 2

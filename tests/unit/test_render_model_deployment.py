@@ -125,14 +125,20 @@ def test_seventy_b_spans_gpus_and_sizes_shared_memory() -> None:
 
 
 def test_download_job_follows_the_serving_placement_without_a_gpu() -> None:
-    obj = md(scheduling={"nodeSelector": {"topology.kubernetes.io/zone": "eu-central-1a"},
-                         "tolerations": [{"key": "pool", "operator": "Equal", "value": "llm",
-                                          "effect": "NoSchedule"}]})
+    obj = md(
+        scheduling={
+            "nodeSelector": {"topology.kubernetes.io/zone": "eu-central-1a"},
+            "tolerations": [{"key": "pool", "operator": "Equal", "value": "llm", "effect": "NoSchedule"}],
+        }
+    )
     kinds = by_kind(render(obj))
     serving = kinds["Deployment"][0]["spec"]["template"]["spec"]
     job = kinds["Job"][0]["spec"]["template"]["spec"]
-    assert job["nodeSelector"] == serving["nodeSelector"] == {
-        "topology.kubernetes.io/zone": "eu-central-1a", "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    assert (
+        job["nodeSelector"]
+        == serving["nodeSelector"]
+        == {"topology.kubernetes.io/zone": "eu-central-1a", "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    )
     assert job["tolerations"] == serving["tolerations"]
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in job["tolerations"]
     assert {"key": "pool", "operator": "Equal", "value": "llm", "effect": "NoSchedule"} in job["tolerations"]
@@ -163,8 +169,11 @@ def test_compile_cache_is_on_the_weights_claim() -> None:
         container = pod["containers"][0]
         mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
         assert mounts["/models"]["readOnly"] is True  # the weights stay read-only for the engine
-        assert mounts["/compile-cache"] == {"name": "weights", "mountPath": "/compile-cache",
-                                            "subPath": sub_path}
+        assert mounts["/compile-cache"] == {
+            "name": "weights",
+            "mountPath": "/compile-cache",
+            "subPath": sub_path,
+        }
         # created as the engine's user before the engine starts (kubelet would create it owned by root)
         (init,) = pod["initContainers"]
         assert init["command"] == ["mkdir", "-p", f"/models/{sub_path}"]
@@ -188,8 +197,9 @@ def test_gpt_oss_caches_its_tokenizer_encoding_and_starts_offline(variant: str) 
     """openai-harmony loads o200k_base.tiktoken at start, from TIKTOKEN_ENCODINGS_BASE when set, otherwise
     from the internet, which the serving NetworkPolicy (DNS only) refuses."""
     source = {"hf": "hf://openai/gpt-oss-120b", "s3": "s3://weights/gpt-oss-120b"}[variant]
-    obj = md(model={"name": "gpt-oss-120b", "source": source,
-                    "roleArn": "arn:aws:iam::123456789012:role/weights"})
+    obj = md(
+        model={"name": "gpt-oss-120b", "source": source, "roleArn": "arn:aws:iam::123456789012:role/weights"}
+    )
     children = by_kind(render(obj))
     env = {e["name"]: e.get("value") for e in engine_container_of(children)["env"]}
     weights = arg(engine_container_of(children), "--model")
@@ -210,10 +220,14 @@ def test_models_without_encodings_fetch_none() -> None:
 
 
 def test_quantization_flags_follow_the_pinned_release() -> None:
-    on_load = md(model={"name": "llama-405b", "source": "hf://meta-llama/Llama-3.1-405B-Instruct"},
-                 serving={"quantization": "fp8"})
+    on_load = md(
+        model={"name": "llama-405b", "source": "hf://meta-llama/Llama-3.1-405B-Instruct"},
+        serving={"quantization": "fp8"},
+    )
     assert arg(engine_container(render(on_load)), "--quantization") == "fp8_per_tensor"
-    awq = md(model={"name": "llama-70b-awq", "source": "hf://hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4"})
+    awq = md(
+        model={"name": "llama-70b-awq", "source": "hf://hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4"}
+    )
     container = engine_container(render(awq))
     assert "--quantization" not in container["args"]  # vLLM reads the checkpoint's quant_method
     assert arg(container, "--tensor-parallel-size") == "1"
@@ -264,20 +278,27 @@ def test_nim_profile_follows_spec_precision_and_size() -> None:
     assert job["args"][2] == env["NIM_MODEL_PROFILE"] == pinned.spec.nim.profile
 
 
-@pytest.mark.parametrize(("source", "cache_path"), [
-    ("s3://weights/nim/llama-3.1-70b", "/models/s3/weights/nim/llama-3.1-70b"),
-    ("pvc://airgap/nim-cache/llama-70b", "/models/nim-cache/llama-70b"),
-])
+@pytest.mark.parametrize(
+    ("source", "cache_path"),
+    [
+        ("s3://weights/nim/llama-3.1-70b", "/models/s3/weights/nim/llama-3.1-70b"),
+        ("pvc://airgap/nim-cache/llama-70b", "/models/nim-cache/llama-70b"),
+    ],
+)
 def test_nim_cache_path_honours_the_source_sub_path(source: str, cache_path: str) -> None:
-    obj = md(engine="nim", image="nvcr.io/nim/meta/llama-3.1-70b-instruct:1.8.3",
-             model={"name": "meta/llama-3.1-70b-instruct", "source": source},
-             gpu={"type": "nvidia-h100-80gb", "count": 2})
+    obj = md(
+        engine="nim",
+        image="nvcr.io/nim/meta/llama-3.1-70b-instruct:1.8.3",
+        model={"name": "meta/llama-3.1-70b-instruct", "source": source},
+        gpu={"type": "nvidia-h100-80gb", "count": 2},
+    )
     container = engine_container(render(obj))
     assert {"name": "NIM_CACHE_PATH", "value": cache_path} in container["env"]
 
 
-@pytest.mark.parametrize("source", ["ngc://nim/meta/llama-3.1-70b-instruct",
-                                    "ngc://nim/meta/llama-3.1-70b-instruct:latest"])
+@pytest.mark.parametrize(
+    "source", ["ngc://nim/meta/llama-3.1-70b-instruct", "ngc://nim/meta/llama-3.1-70b-instruct:latest"]
+)
 def test_nim_release_must_be_pinned(source: str) -> None:
     obj = md(engine="nim", model={"name": "llama", "source": source})
     with pytest.raises(UserError, match="pin the NIM release"):
@@ -344,6 +365,7 @@ def test_network_policies() -> None:
 def test_deterministic_and_hash_tracks_the_spec() -> None:
     first, second = to_yaml(render(md()).all()), to_yaml(render(md()).all())
     assert first == second
+
     def hashes(model: ModelDeployment) -> dict[str, str]:
         return {
             f"{o['kind']}/{o['metadata']['name']}": o["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
@@ -413,10 +435,16 @@ def test_s3_download_assumes_the_role_with_a_projected_token_as_the_eks_webhook_
     (container,) = pod["containers"]
     (volume,) = [v for v in pod["volumes"] if v["name"] == "aws-iam-token"]
     (token,) = volume["projected"]["sources"]
-    assert token["serviceAccountToken"] == {"audience": "sts.amazonaws.com", "expirationSeconds": 3600,
-                                            "path": "token"}
-    mount = {"name": "aws-iam-token", "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount",
-             "readOnly": True}
+    assert token["serviceAccountToken"] == {
+        "audience": "sts.amazonaws.com",
+        "expirationSeconds": 3600,
+        "path": "token",
+    }
+    mount = {
+        "name": "aws-iam-token",
+        "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount",
+        "readOnly": True,
+    }
     assert mount in container["volumeMounts"]
     assert env["AWS_ROLE_ARN"] == ROLE
     assert env["AWS_WEB_IDENTITY_TOKEN_FILE"] == "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"
@@ -435,8 +463,14 @@ def test_s3_download_without_a_role_mounts_no_token() -> None:
 
 
 def test_hf_download_gets_no_aws_identity_even_with_a_role() -> None:
-    obj = md(model={"name": "llama-3.1-8b-instruct", "source": "hf://meta-llama/Llama-3.1-8B-Instruct",
-                    "revision": "0e9e39f", "roleArn": ROLE})
+    obj = md(
+        model={
+            "name": "llama-3.1-8b-instruct",
+            "source": "hf://meta-llama/Llama-3.1-8B-Instruct",
+            "revision": "0e9e39f",
+            "roleArn": ROLE,
+        }
+    )
     pod = by_kind(render(obj))["Job"][0]["spec"]["template"]["spec"]
     assert all(v["name"] != "aws-iam-token" for v in pod["volumes"])
     assert not any(e["name"].startswith("AWS_") for e in pod["containers"][0]["env"])
@@ -461,8 +495,15 @@ def test_s3_compatible_endpoint_is_the_only_port_the_download_may_reach(endpoint
 
 
 def test_s3_endpoint_variants_validate_against_kubernetes_schemas() -> None:
-    obj = md(model={"name": "llama-3.1-8b-instruct", "source": "s3://weights/m", "roleArn": ROLE,
-                    "endpointURL": "http://10.250.0.1:5000", "region": "eu-central-1"})
+    obj = md(
+        model={
+            "name": "llama-3.1-8b-instruct",
+            "source": "s3://weights/m",
+            "roleArn": ROLE,
+            "endpointURL": "http://10.250.0.1:5000",
+            "region": "eu-central-1",
+        }
+    )
     for child in render(obj).all():
         kubernetes_validate.validate(child, K8S_VERSION, strict=True)
 
@@ -490,8 +531,13 @@ def test_s3_download_fails_at_once_on_errors_no_retry_fixes(tmp_path: Path) -> N
         )
         assert output in result.stderr  # the CLI's message reaches the pod's log
         codes[name] = result.returncode
-    assert codes == {"AccessDenied": 42, "InvalidIdentityToken": 42, "NoSuchBucket": 42, "SlowDown": 1,
-                     "connect": 1}
+    assert codes == {
+        "AccessDenied": 42,
+        "InvalidIdentityToken": 42,
+        "NoSuchBucket": 42,
+        "SlowDown": 1,
+        "connect": 1,
+    }
     job = by_kind(render(md(model={"name": "llama-3.1-8b-instruct", "source": "s3://weights/m"})))["Job"][0]
     rule = job["spec"]["podFailurePolicy"]["rules"][0]
     assert rule["action"] == "FailJob" and rule["onExitCodes"]["values"] == [42]

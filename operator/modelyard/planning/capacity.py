@@ -666,14 +666,28 @@ def _insert_frontier_rows(plan: Plan, rows: list[tuple[str, str]]) -> None:
     extra: list[tuple[str, str]] = []
     if plan.experts:
         active = f", {plan.active_parameters / 1e9:.1f}B active" if plan.active_parameters else ""
-        extra.append(("experts", f"{plan.experts} routed, {plan.experts_per_token} per token, all loaded "
-                                 f"({plan.parameters / 1e9:.1f}B parameters{active})"))
+        extra.append(
+            (
+                "experts",
+                f"{plan.experts} routed, {plan.experts_per_token} per token, all loaded "
+                f"({plan.parameters / 1e9:.1f}B parameters{active})",
+            )
+        )
     if plan.latent_attention:
-        extra.append(("KV cache layout", "latent attention (MLA): one latent per token and layer, whole on "
-                                         "every tensor-parallel GPU"))
+        extra.append(
+            (
+                "KV cache layout",
+                "latent attention (MLA): one latent per token and layer, whole on every tensor-parallel GPU",
+            )
+        )
     if plan.chunked_attention_layers:
-        extra.append(("chunked-attention layers", f"{plan.chunked_attention_layers}, holding "
-                                                  f"{plan.chunked_attention_tokens} tokens per sequence"))
+        extra.append(
+            (
+                "chunked-attention layers",
+                f"{plan.chunked_attention_layers}, holding "
+                f"{plan.chunked_attention_tokens} tokens per sequence",
+            )
+        )
     at = [label for label, _ in rows].index("KV cache per token")
     rows[at:at] = extra
 

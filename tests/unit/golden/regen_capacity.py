@@ -26,11 +26,27 @@ from modelyard.planning.catalog import GPU_TYPES, MODELS, GpuType, ModelArch
 GOLDEN = Path(__file__).with_name("capacity.tsv")
 GOLDEN_QUANTIZATION = Path(__file__).with_name("capacity-quantization.tsv")
 QUANTIZATION_VARIANTS = (("fp8", "auto"), ("fp8", "fp8"), (None, "fp8"))
-QUANTIZATION_COLUMNS = ("model", "gpu", "quantization", "kv_cache_dtype", "result", "weights_gib",
-                        "load_peak_gib_per_gpu", "kv_gib_per_seq", "max_concurrent_sequences")
+QUANTIZATION_COLUMNS = (
+    "model",
+    "gpu",
+    "quantization",
+    "kv_cache_dtype",
+    "result",
+    "weights_gib",
+    "load_peak_gib_per_gpu",
+    "kv_gib_per_seq",
+    "max_concurrent_sequences",
+)
 CONTEXT_LENGTHS = (4096, 32768, 131072)
-COLUMNS = ("model", "gpu", "max_model_len", "result", "weights_gib", "kv_gib_per_seq",
-           "max_concurrent_sequences")
+COLUMNS = (
+    "model",
+    "gpu",
+    "max_model_len",
+    "result",
+    "weights_gib",
+    "kv_gib_per_seq",
+    "max_concurrent_sequences",
+)
 
 
 def row(arch: ModelArch, gpu: GpuType, max_model_len: int) -> tuple[str, ...]:
@@ -39,11 +55,22 @@ def row(arch: ModelArch, gpu: GpuType, max_model_len: int) -> tuple[str, ...]:
         p = plan(arch, gpu, max_model_len=max_model_len)
     except Infeasible:
         weights = weight_bytes(arch, "bfloat16", resolve_quantization(None, arch)) / GIB
-        kv = kv_bytes_per_sequence_per_gpu(
-            arch, 1, DTYPE_BYTES["bfloat16"], max_model_len, max_num_batched_tokens(gpu)) / GIB
+        kv = (
+            kv_bytes_per_sequence_per_gpu(
+                arch, 1, DTYPE_BYTES["bfloat16"], max_model_len, max_num_batched_tokens(gpu)
+            )
+            / GIB
+        )
         return (arch.hf_id, gpu.name, str(max_model_len), "infeasible", f"{weights:.2f}", f"{kv:.2f}", "0")
-    return (arch.hf_id, gpu.name, str(max_model_len), f"tp{p.tensor_parallel_size}", f"{p.weights_gib:.2f}",
-            f"{p.kv_cache_gib_per_sequence:.2f}", str(p.max_concurrent_sequences))
+    return (
+        arch.hf_id,
+        gpu.name,
+        str(max_model_len),
+        f"tp{p.tensor_parallel_size}",
+        f"{p.weights_gib:.2f}",
+        f"{p.kv_cache_gib_per_sequence:.2f}",
+        str(p.max_concurrent_sequences),
+    )
 
 
 def render() -> str:
@@ -64,8 +91,14 @@ def quantization_row(arch: ModelArch, gpu: GpuType, quantization: str | None, kv
         p = plan(arch, gpu, max_model_len=32768, quantization=quantization, kv_cache_dtype=kv)
     except Infeasible:
         return (*head, "infeasible", "", "", "", "0")
-    return (*head, f"tp{p.tensor_parallel_size}", f"{p.weights_gib:.2f}", f"{p.load_peak_gib_per_gpu:.2f}",
-            f"{p.kv_cache_gib_per_sequence:.2f}", str(p.max_concurrent_sequences))
+    return (
+        *head,
+        f"tp{p.tensor_parallel_size}",
+        f"{p.weights_gib:.2f}",
+        f"{p.load_peak_gib_per_gpu:.2f}",
+        f"{p.kv_cache_gib_per_sequence:.2f}",
+        str(p.max_concurrent_sequences),
+    )
 
 
 def render_quantization() -> str:

@@ -34,8 +34,16 @@ FRONTIER_MODELS = (
 )
 GPUS = ("nvidia-a100-80gb", "nvidia-h100-80gb", "nvidia-h200", "nvidia-b200")
 CONTEXT_LENGTHS = (8192, 32768, 131072)
-COLUMNS = ("model", "gpu", "max_model_len", "result", "weights_gib", "weights_gib_per_gpu",
-           "kv_gib_per_seq_per_gpu", "max_concurrent_sequences")
+COLUMNS = (
+    "model",
+    "gpu",
+    "max_model_len",
+    "result",
+    "weights_gib",
+    "weights_gib_per_gpu",
+    "kv_gib_per_seq_per_gpu",
+    "max_concurrent_sequences",
+)
 
 
 def row(hf_id: str, gpu: str, max_model_len: int) -> tuple[str, ...]:
@@ -44,9 +52,14 @@ def row(hf_id: str, gpu: str, max_model_len: int) -> tuple[str, ...]:
         p = plan(MODELS[hf_id], GPU_TYPES[gpu], max_model_len=max_model_len, max_nodes=MAX_NODES_PER_REPLICA)
     except Infeasible:
         return (*head, "infeasible", "", "", "", "0")
-    return (*head, f"tp{p.tensor_parallel_size}xpp{p.pipeline_parallel_size}", f"{p.weights_gib:.2f}",
-            f"{p.weights_gib_per_gpu:.2f}", f"{p.kv_cache_gib_per_sequence_per_gpu:.3f}",
-            str(p.max_concurrent_sequences))
+    return (
+        *head,
+        f"tp{p.tensor_parallel_size}xpp{p.pipeline_parallel_size}",
+        f"{p.weights_gib:.2f}",
+        f"{p.weights_gib_per_gpu:.2f}",
+        f"{p.kv_cache_gib_per_sequence_per_gpu:.3f}",
+        str(p.max_concurrent_sequences),
+    )
 
 
 def render() -> str:
