@@ -285,6 +285,20 @@ def test_peer_breadth_and_pinning_rules() -> None:
     ]
 
 
+def test_an_ollama_library_tag_is_never_pinned_and_a_gguf_at_a_commit_is() -> None:
+    def ollama(source: str, revision: str | None = None) -> ModelDeploymentSpec:
+        model = {"name": "qwen2.5:7b", "source": source, "revision": revision}
+        return ModelDeploymentSpec.model_validate({"engine": "ollama", "model": model})
+
+    for tag in ("ollama://qwen2.5:7b", "ollama://qwen2.5", "ollama://qwen2.5:latest"):
+        (found,) = model_deployment_findings(ollama(tag))
+        assert (found.code, found.severity) == ("UNPINNED_MODEL_REVISION", Severity.MEDIUM)
+        assert tag in found.message and "cannot pull by digest" in found.message
+    gguf = "hf://Qwen/Qwen2.5-7B-Instruct-GGUF/qwen2.5-7b-instruct-q4_k_m.gguf"
+    assert model_deployment_findings(ollama(gguf, "0e9e39f249a16976918f6564b8830bc894c89659")) == []
+    assert [f.code for f in model_deployment_findings(ollama(gguf, "main"))] == ["UNPINNED_MODEL_REVISION"]
+
+
 def test_an_s3_store_over_plain_http_is_a_high_finding() -> None:
     def s3(endpoint: str | None) -> ModelDeploymentSpec:
         model = {"name": "m", "source": "s3://weights/m", "roleArn": "arn:aws:iam::123456789012:role/r"}

@@ -8,7 +8,10 @@ UNPINNED_MODEL_REVISION     medium    ``hf://``: ``model.revision`` is absent or
                                       hash (a branch such as ``main`` or a tag can be moved to other
                                       weights; Hugging Face branch and tag names cannot be told apart, so
                                       only a commit counts as pinned). ``ngc://``: the source has no
-                                      ``:TAG`` or the tag is ``latest``. ``s3://`` and ``pvc://`` are the
+                                      ``:TAG`` or the tag is ``latest``. ``ollama://``: always (the
+                                      library's tags are moved to new builds, and Ollama cannot pull by
+                                      digest: ollama/ollama#6886); a GGUF from ``hf://`` at a commit, or
+                                      on a ``pvc://`` claim, is pinned. ``s3://`` and ``pvc://`` are the
                                       cluster owner's own storage, versioned by path: not applicable.
 BROAD_NETWORK_ACCESS        high      an ``network.allowFrom`` peer admits every pod of every namespace:
                                       ``namespaceSelector`` with no labels and ``podSelector`` absent or
@@ -60,6 +63,8 @@ def revision_pinned(spec: ModelDeploymentSpec) -> bool | None:
     if scheme is SourceScheme.NGC:
         _, _, tag = spec.model.location.partition(":")
         return tag not in ("", FLOATING_TAG)
+    if scheme is SourceScheme.OLLAMA:
+        return False
     return None
 
 
@@ -68,6 +73,11 @@ def _revision(spec: ModelDeploymentSpec) -> list[Finding]:
         return []
     if spec.model.scheme is SourceScheme.NGC:
         why = f"the NGC source {spec.model.source} has no tag or the floating tag {FLOATING_TAG!r}"
+    elif spec.model.scheme is SourceScheme.OLLAMA:
+        why = (
+            f"the Ollama library tag {spec.model.source} can be moved to a new build, and Ollama cannot pull "
+            "by digest (serve the GGUF from hf:// at a commit revision, or from a pvc:// claim, to pin it)"
+        )
     elif spec.model.revision is None:
         why = "no model.revision: the weights are whatever the default branch points to at download time"
     else:
