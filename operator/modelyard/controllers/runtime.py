@@ -153,7 +153,12 @@ async def remember_latest(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> No
 def _skip_retry_events() -> None:
     """kopf logs every temporary failure of a handler, and posts its error logs as Events: a retried
     failure would post one Event per attempt. The failure's condition already posted one, on its transition;
-    the log line stays, with kopf's own switch (``k8s_skip``) keeping it off the object's Events."""
+    the log line stays, with kopf's own switch (``k8s_skip``) keeping it off the object's Events.
+
+    kopf also logs ``Handler '...' succeeded.`` for every handler call, event handlers included: a line
+    per watch event of every child, which is most of the log of a busy operator and says nothing. Those
+    lines are dropped; an object's own create, update and resume handlers keep kopf's ``... is processed``
+    line."""
     objects = logging.getLogger("kopf.objects")
     if not any(isinstance(f, _RetryLogFilter) for f in objects.filters):
         objects.addFilter(_RetryLogFilter())
@@ -161,7 +166,10 @@ def _skip_retry_events() -> None:
 
 class _RetryLogFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        if " failed temporarily" in record.getMessage():
+        message = record.getMessage()
+        if message.startswith("Handler '") and message.endswith("' succeeded."):
+            return False
+        if " failed temporarily" in message:
             record.k8s_skip = True
         return True
 
