@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from modelyard.controllers.runtime import _skip_retry_events
+from modelyard.controllers.runtime import _quiet_kopf_log
 
 
 def test_a_handler_success_is_not_logged_and_a_retry_is_not_an_event(caplog: Any) -> None:
     """kopf's ``Handler '...' succeeded.`` came once per watch event of every child: most of the log."""
-    _skip_retry_events()
+    _quiet_kopf_log()
     objects = logging.getLogger("kopf.objects")
     with caplog.at_level(logging.INFO, logger="kopf.objects"):
         objects.info("Handler 'on_child' succeeded.")

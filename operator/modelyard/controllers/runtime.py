@@ -47,7 +47,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.retries = RetryLater()
     memo.work = WorkQueue(WORKERS)
     memo.passes = PassSlots(WORKERS)
-    _skip_retry_events()
+    _quiet_kopf_log()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API request is noise
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field=f"status.{KOPF_STATE}.progress")
     settings.persistence.diffbase_storage = memo.diff_base = RememberedDiffBase()
@@ -147,10 +147,10 @@ async def remember_latest(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> No
     if event.get("type") == "DELETED":
         memo.latest.drop(ModelDeployment.KIND, str(meta.get("namespace")), str(meta.get("name")))
     else:
-        memo.latest.put(dict(body))
+        memo.latest.put(body)
 
 
-def _skip_retry_events() -> None:
+def _quiet_kopf_log() -> None:
     """kopf logs every temporary failure of a handler, and posts its error logs as Events: a retried
     failure would post one Event per attempt. The failure's condition already posted one, on its transition;
     the log line stays, with kopf's own switch (``k8s_skip``) keeping it off the object's Events.
@@ -160,11 +160,11 @@ def _skip_retry_events() -> None:
     lines are dropped; an object's own create, update and resume handlers keep kopf's ``... is processed``
     line."""
     objects = logging.getLogger("kopf.objects")
-    if not any(isinstance(f, _RetryLogFilter) for f in objects.filters):
-        objects.addFilter(_RetryLogFilter())
+    if not any(isinstance(f, _KopfLogFilter) for f in objects.filters):
+        objects.addFilter(_KopfLogFilter())
 
 
-class _RetryLogFilter(logging.Filter):
+class _KopfLogFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if message.startswith("Handler '") and message.endswith("' succeeded."):
